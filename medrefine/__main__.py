@@ -1,0 +1,5 @@
+"""``python -m medrefine`` runs the command-line interface."""
+
+from medrefine.cli import main
+
+main()
