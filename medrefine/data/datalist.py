@@ -1,0 +1,324 @@
+"""Datalists: MONAI decathlon-style JSON files that list the cases of a dataset.
+
+A datalist names every file of every case, with paths relative to the JSON file so the dataset
+folder can be moved as a whole::
+
+    {"name": "cohort", "description": "", "labels": {"0": "background", "1": "liver"},
+     "numTraining": 2,
+     "training": [{"case": "case_000", "image": "images/case_000.nii.gz",
+                   "label": "labels/case_000.nii.gz"}, ...],
+     "test": []}
+
+MONAI's :func:`monai.data.load_decathlon_datalist` reads the same files; :func:`load_datalist`
+adds what it lacks: every file is checked to exist and a missing one is reported with the
+datalist, the entry and the key that name it, and every entry carries its ``case`` id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+from medrefine.errors import InputError, did_you_mean
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "NON_PATH_KEYS",
+    "case_id",
+    "list_cases",
+    "match_cases",
+    "datalist_from_folders",
+    "write_datalist",
+    "read_datalist",
+    "load_datalist",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name endings recognised as images or labels (longest first so ``.nii.gz`` wins over ``.gz``).
+IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".npy")
+
+#: Keys of a datalist entry that hold values, not file paths.
+NON_PATH_KEYS: frozenset[str] = frozenset({"case", "id", "fold", "split", "subject"})
+
+_LIST_KEYS = ("training", "validation", "test")
+
+
+def case_id(path: str | Path) -> str:
+    """The case id of a file: its name without the image suffix.
+
+    Args:
+        path: a file name or path such as ``"images/case_000.nii.gz"``.
+
+    Returns:
+        ``"case_000"``; for unknown endings the name without its last suffix.
+
+    Example:
+        >>> case_id("labels/s0001.nii.gz")
+        's0001'
+    """
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _is_image_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and not name.startswith(".") and any(name.endswith(s) for s in IMAGE_SUFFIXES)
+
+
+def list_cases(folder: str | Path, *, what: str = "image") -> dict[str, Path]:
+    """Map case id -> file for the image files directly inside ``folder`` (sorted by case id).
+
+    Sub-folders, hidden files and files with other endings (``.json`` sidecars, ``.csv``) are
+    ignored.
+
+    Args:
+        folder: the folder to list.
+        what: what the folder holds, used in error messages (``"image"``, ``"label"``).
+
+    Returns:
+        ``{case_id: absolute Path}``.
+
+    Raises:
+        InputError: the folder does not exist, holds no image files, or two files share a case id
+            (``a.nii`` and ``a.nii.gz``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{what} folder not found: {folder}")
+    cases: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not _is_image_file(path):
+            continue
+        cid = case_id(path)
+        if cid in cases:
+            raise InputError(f"{folder}: two {what} files for case {cid!r}: {cases[cid].name} and {path.name}")
+        cases[cid] = path.resolve()
+    if not cases:
+        raise InputError(
+            f"{what} folder {folder} is empty: no image files (expected names ending in {', '.join(IMAGE_SUFFIXES)})"
+        )
+    return dict(sorted(cases.items()))
+
+
+def match_cases(folders: Mapping[str, str | Path]) -> list[dict[str, str]]:
+    """Pair the files of several folders by case id.
+
+    Args:
+        folders: key -> folder, e.g. ``{"image": "imagesTr", "label": "labelsTr"}``. Every folder
+            must hold the same case ids.
+
+    Returns:
+        One entry per case, ``{"case": id, key: absolute path, ...}``, sorted by case id.
+
+    Raises:
+        InputError: a folder is missing or empty, or some cases are not in every folder; the
+            message lists the unmatched files of each folder.
+    """
+    listed = {key: list_cases(folder, what=key) for key, folder in folders.items()}
+    all_ids = set().union(*(set(v) for v in listed.values()))
+    problems = []
+    for key, cases in listed.items():
+        for cid in sorted(all_ids - set(cases)):
+            others = [f"{k}={listed[k][cid].name}" for k in listed if cid in listed[k]]
+            problems.append(f"case {cid!r} has no {key} in {folders[key]} (found {', '.join(others)})")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise InputError(f"{len(problems)} unmatched file(s), files are paired by name:\n  " + "\n  ".join(shown))
+    return [{"case": cid, **{key: str(listed[key][cid]) for key in listed}} for cid in sorted(all_ids)]
+
+
+def datalist_from_folders(
+    image_dir: str | Path,
+    label_dir: str | Path | None = None,
+    *,
+    extra: Mapping[str, str | Path] | None = None,
+    name: str = "",
+    description: str = "",
+    labels: Mapping[int, str] | None = None,
+) -> dict:
+    """Build a datalist from an image folder and (optionally) label folders paired by case id.
+
+    Args:
+        image_dir: folder of images (``<case>.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``, ...).
+        label_dir: folder of labels with the same case ids, stored under ``"label"``.
+        extra: more folders keyed by datalist key, e.g. ``{"label_clean": "labels_reference"}``.
+        name: the datalist's ``name``.
+        description: the datalist's ``description``.
+        labels: class table ``{value: name}`` stored under ``"labels"`` (decathlon style).
+
+    Returns:
+        The datalist dict with absolute paths (:func:`write_datalist` makes them relative).
+
+    Raises:
+        InputError: a folder is missing or empty, or files do not pair up (listed in the message).
+
+    Example:
+        >>> dl = datalist_from_folders("cohort/images", "cohort/labels")  # doctest: +SKIP
+        >>> write_datalist(dl, "cohort/datalist.json")  # doctest: +SKIP
+    """
+    folders: dict[str, str | Path] = {"image": image_dir}
+    if label_dir is not None:
+        folders["label"] = label_dir
+    for key, folder in (extra or {}).items():
+        if key in folders or key in NON_PATH_KEYS:
+            raise InputError(f"`extra` key {key!r} is reserved; use another name (e.g. 'label_clean')")
+        folders[key] = folder
+    entries = match_cases(folders)
+    dl: dict = {"name": name, "description": description}
+    if labels is not None:
+        dl["labels"] = {str(k): str(v) for k, v in sorted(labels.items())}
+    dl.update({"numTraining": len(entries), "training": entries, "test": []})
+    return dl
+
+
+def _relative(value: str, root: Path) -> str:
+    path = Path(value)
+    if not path.is_absolute():
+        return path.as_posix()
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def write_datalist(datalist: Mapping, path: str | Path) -> Path:
+    """Write a datalist JSON with file paths relative to the JSON's folder (atomically).
+
+    Absolute paths in the ``training``/``validation``/``test`` lists are made relative to
+    ``path``'s folder; relative paths are kept as given (taken to be relative to it already).
+    ``numTraining`` is updated.
+
+    Args:
+        datalist: the datalist dict (e.g. from :func:`datalist_from_folders`).
+        path: where to write, e.g. ``DIR/datalist.json``.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        InputError: ``datalist`` has no list of entries under any of ``training``, ``validation``,
+            ``test``.
+    """
+    from medrefine.io import atomic_write
+
+    path = Path(path)
+    root = path.resolve().parent
+    out = dict(datalist)
+    if not any(isinstance(out.get(k), list) for k in _LIST_KEYS):
+        raise InputError(f"datalist for {path} has no list under {'/'.join(_LIST_KEYS)}; got keys {sorted(out)}")
+    for key in _LIST_KEYS:
+        if key not in out:
+            continue
+        converted = []
+        for entry in out[key]:
+            if isinstance(entry, str):
+                converted.append(_relative(entry, root))
+            elif isinstance(entry, Mapping):
+                converted.append(
+                    {
+                        k: _relative(v, root) if isinstance(v, (str, Path)) and k not in NON_PATH_KEYS else v
+                        for k, v in entry.items()
+                    }
+                )
+            else:
+                raise InputError(f"datalist for {path}: entries of {key!r} must be objects or paths, got {entry!r}")
+        out[key] = converted
+    if isinstance(out.get("training"), list):
+        out["numTraining"] = len(out["training"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(json.dumps(out, indent=1) + "\n")
+    return path
+
+
+def read_datalist(path: str | Path) -> dict:
+    """Read a datalist JSON as it is stored (relative paths untouched).
+
+    Raises:
+        InputError: the file is missing, is not valid JSON, or is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"datalist not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a valid datalist JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a datalist must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_datalist(
+    path: str | Path,
+    key: str = "training",
+    *,
+    check_files: bool = True,
+    base_dir: str | Path | None = None,
+) -> list[dict]:
+    """Read the entries of one list of a datalist with absolute paths.
+
+    Args:
+        path: the datalist JSON.
+        key: which list, ``"training"`` (default), ``"validation"`` or ``"test"``.
+        check_files: check that every file exists (default ``True``).
+        base_dir: folder relative paths start from; default the JSON's folder.
+
+    Returns:
+        One dict per entry. Path-valued keys (everything but ``case``, ``id``, ``fold``, ...) hold
+        absolute path strings; ``case`` is filled from the image name when absent. Bare-string
+        entries (decathlon ``test`` lists) become ``{"case": ..., "image": path}``.
+
+    Raises:
+        InputError: the datalist is unreadable, has no list ``key`` (with a did-you-mean), an entry
+            is not an object, or (``check_files``) a file is missing: the message names the
+            datalist, the entry and its key, and the missing file.
+
+    Example:
+        >>> entries = load_datalist("cohort/datalist.json")  # doctest: +SKIP
+        >>> entries[0]["image"]  # doctest: +SKIP
+        '/abs/cohort/images/case_000.nii.gz'
+    """
+    path = Path(path)
+    data = read_datalist(path)
+    if key not in data:
+        raise InputError(f"{path}: datalist has no list {key!r}; it has {sorted(data)}.{did_you_mean(key, data)}")
+    items = data[key]
+    if not isinstance(items, list):
+        raise InputError(f"{path}: {key!r} must be a list of entries, got {type(items).__name__}")
+    root = Path(base_dir) if base_dir is not None else path.resolve().parent
+    entries: list[dict] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"image": item}
+        if not isinstance(item, Mapping):
+            raise InputError(f"{path}: entry {index} of {key!r} must be an object or a path, got {item!r}")
+        entry: dict = {}
+        for k, v in item.items():
+            if k in NON_PATH_KEYS or not isinstance(v, str):
+                entry[k] = v
+            else:
+                entry[k] = str((root / v).resolve()) if not Path(v).is_absolute() else v
+        if "case" not in entry:
+            first = entry.get("image") or next((v for k, v in entry.items() if isinstance(v, str)), f"entry_{index}")
+            entry["case"] = case_id(first)
+        if check_files:
+            for k, v in entry.items():
+                if k in NON_PATH_KEYS or not isinstance(v, str):
+                    continue
+                if not Path(v).exists():
+                    raise InputError(
+                        f"{path}: file not found: {v} (entry {index} of {key!r}, case {entry['case']!r}, key {k!r}: "
+                        f"{item[k]!r})"
+                    )
+        entries.append(entry)
+    counts = Counter(str(e["case"]) for e in entries)
+    duplicates = sorted(c for c, n in counts.items() if n > 1)
+    if duplicates:
+        raise InputError(f"{path}: case ids must be unique in {key!r}, repeated: {duplicates}")
+    return entries
