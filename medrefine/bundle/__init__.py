@@ -1,0 +1,23 @@
+"""Finding, checking and running medrefine's MONAI bundles.
+
+Every workflow ships as a MONAI bundle under ``bundles/``; this subpackage lists them, composes
+their config layers for a mode (train, evaluate, inference, ...), checks their metadata, and runs
+them through MONAI's own bundle runner.
+"""
+
+from __future__ import annotations
+
+from medrefine.bundle.discovery import BundleInfo, bundles_root, config_files, find_bundle, list_bundles
+from medrefine.bundle.runner import parse_overrides, run_bundle
+from medrefine.bundle.verify import verify_bundle_metadata
+
+__all__ = [
+    "BundleInfo",
+    "bundles_root",
+    "config_files",
+    "find_bundle",
+    "list_bundles",
+    "parse_overrides",
+    "run_bundle",
+    "verify_bundle_metadata",
+]
