@@ -1,0 +1,343 @@
+"""The full report of a metrics run: ``report.md`` + a self-contained ``report.html`` in one folder.
+
+The folder is built in a temporary sibling folder and renamed into place at the end, so a failed
+run never leaves a half-written report behind (and an earlier report stays as it was).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medrefine.errors import InputError, did_you_mean
+from medrefine.io.volume import Volume
+from medrefine.reports.document import Document
+from medrefine.reports.sources import Sources, load_sources, sources_path_for
+from medrefine.reports.tables import (
+    compare_table,
+    drop_absent_classes,
+    format_table,
+    load_metrics,
+    ordered_metrics,
+    per_case_table,
+    per_class_table,
+    read_compare,
+    select_cases,
+)
+
+__all__ = ["write_report", "DEFAULT_OVERLAY_CASES"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OVERLAY_CASES = 3
+_MARKER = "report.html"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "case"
+
+
+def _write_text(path: Path, text: str) -> Path:
+    from medrefine.io import atomic_write
+
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return path
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> Path:
+    from medrefine.io import atomic_write
+
+    with atomic_write(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    return path
+
+
+def _load_case_volumes(src: Sources, case: str, extra: Mapping[str, Sources], run_name: str) -> tuple[Volume | None, list[Volume], list[str]]:
+    """Load one case's image, reference, compared predictions and prediction, all on the reference grid."""
+    from medrefine.errors import GeometryError
+    from medrefine.io import check_same_grid, load_image, load_label, resample_to
+
+    entry = src.cases[case]
+    ref_path, pred_path = entry.get("ref"), entry.get("pred")
+    if ref_path is None and pred_path is None:
+        raise InputError(f"case {case!r}: the sources give neither a pred nor a ref file")
+    grid = load_label(ref_path if ref_path is not None else pred_path)
+
+    def on_grid(vol, order: int):
+        try:
+            check_same_grid(grid, vol)
+            return vol
+        except GeometryError:
+            logger.info("%s: resampling %s onto the reference grid for the overlay", case, vol.path)
+            return resample_to(vol, grid, order=order)
+
+    volumes, titles = [], []
+    if ref_path is not None:
+        volumes.append(grid)
+        titles.append("reference")
+    for other_name, other in extra.items():
+        other_pred = other.cases.get(case, {}).get("pred")
+        if other_pred is not None:
+            volumes.append(on_grid(load_label(other_pred), 0))
+            titles.append(other_name)
+    if pred_path is not None:
+        volumes.append(on_grid(load_label(pred_path), 0) if ref_path is not None else grid)
+        titles.append(run_name)
+    image = on_grid(load_image(entry["image"]), 1) if entry.get("image") is not None else None
+    return image, volumes, titles
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir}: the report folder is an existing file; choose another --out")
+        if any(out_dir.iterdir()) and not (out_dir / _MARKER).is_file():
+            raise InputError(f"{out_dir}: folder exists and is not a medrefine report (no {_MARKER}); "
+                             "refusing to replace it, choose another --out")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename ``tmp`` onto ``out_dir``; an earlier report is moved aside first and removed after."""
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old.rmdir()
+        out_dir.rename(old)
+        try:
+            tmp.rename(out_dir)
+        except OSError:
+            old.rename(out_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)
+
+
+def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, title: str = "medrefine report",
+                 sources: Mapping | str | Path | None = None, overlay_cases: int | Sequence[str] | None = None,
+                 mesh_case: str | None = None, compare: Mapping[str, pd.DataFrame | str | Path] | pd.DataFrame | str | Path | None = None,
+                 name: str | None = None) -> Path:
+    """Write ``report.md`` and a self-contained ``report.html`` for a metrics table.
+
+    The report holds: a summary; the per-structure table (mean ± std and median of every metric,
+    Dice success rates at 0.5/0.7/0.9, sorted by mean Dice); a ranking chart of mean Dice per
+    structure; histograms of every metric; box plots of Dice and HD95 per structure; for each
+    run in ``compare`` a before/after table and a paired chart; the per-case table; overlay
+    PNGs (image + label contours on three orthogonal slices, reference | compared runs |
+    prediction side by side) of chosen cases; and a link to an interactive 3D mesh page.
+
+    Files in ``out_dir``: ``report.md``, ``report.html``, ``per_class.csv``, ``per_case.csv``,
+    ``ranking.png``, ``distributions.png``, ``boxplots.png``, ``compare_<name>.png`` and
+    ``compare_<name>.csv``, ``overlay_<case>.png``, ``mesh_<case>.html``.
+
+    Args:
+        metrics: tidy metrics table (DataFrame or CSV path) with columns case, class_id,
+            class_name, metric, value.
+        out_dir: report folder. Built in a temporary sibling folder and renamed into place; an
+            existing folder is replaced only when it is empty or an earlier report.
+        title: report title.
+        sources: mapping or JSON path giving per case the ``pred``, ``ref`` and ``image`` files
+            (see :mod:`medrefine.reports.sources`). Default: ``<csv stem>.sources.json`` next to
+            a metrics CSV when it exists. Needed for overlays and the mesh.
+        overlay_cases: number of cases to draw (best, median, worst by mean Dice for 3; evenly
+            spaced ranks otherwise) or a list of case names; default 3 when sources are known,
+            0 for none.
+        mesh_case: case whose prediction is meshed into ``mesh_<case>.html`` (plotly, offline).
+        compare: runs to compare against, as a mapping ``name -> DataFrame or CSV path`` (e.g.
+            ``{"noisy": "noisy_metrics.csv"}``), or a single DataFrame / CSV path (named after the
+            file stem, or ``"other"``). ``metrics`` is the "after" and each compared run a
+            "before"; a compared CSV's own ``<stem>.sources.json`` adds its prediction to the
+            overlays (reference | noisy | refined).
+        name: name of ``metrics`` in comparisons and overlays (default: the CSV stem, or
+            ``"prediction"``).
+
+    Returns:
+        Path of ``report.html``.
+
+    Raises:
+        InputError: the metrics or a compared table is missing, unreadable or lacks columns;
+            the sources are malformed; a named case is unknown; ``mesh_case`` without sources;
+            ``out_dir`` exists and is not a report folder.
+        TypeError: an argument of the wrong type.
+
+    Example:
+        >>> write_report("refined.csv", "report", title="Refinement", compare={"noisy": "noisy.csv"},
+        ...              mesh_case="case_000", name="refined")  # doctest: +SKIP
+    """
+    metrics_path = Path(metrics) if isinstance(metrics, (str, Path)) else None
+    df, absent = drop_absent_classes(load_metrics(metrics))
+    if df.empty:
+        raise InputError(f"{metrics_path or 'metrics'}: no structure has a finite Dice in any case; nothing to report")
+    run_name = name or (metrics_path.stem if metrics_path else "prediction")
+    runs = read_compare(compare)
+    for other_name in runs:
+        if other_name == run_name:
+            raise InputError(f"compared run name {other_name!r} equals the report's own name; give them different names (e.g. --compare-name)")
+    if sources is None and metrics_path is not None and sources_path_for(metrics_path).is_file():
+        sources = sources_path_for(metrics_path)
+    src = load_sources(sources) if sources is not None else None
+    run_sources: dict[str, Sources] = {}
+    for other_name, (_, other_path) in runs.items():
+        if other_path is not None and sources_path_for(other_path).is_file():
+            run_sources[other_name] = load_sources(sources_path_for(other_path))
+    if overlay_cases is None:
+        overlay_cases = DEFAULT_OVERLAY_CASES if src is not None else 0
+    wants_overlays = (overlay_cases if isinstance(overlay_cases, int) else len(overlay_cases)) > 0
+    if (wants_overlays or mesh_case is not None) and src is None:
+        raise InputError("overlays and the 3D mesh need the volumes: pass `sources` (--sources metrics.sources.json)")
+    if mesh_case is not None and str(mesh_case) not in src.cases:  # type: ignore[union-attr]
+        raise InputError(f"mesh case {mesh_case!r} is not in the sources{' ' + str(src.path) if src.path else ''}."  # type: ignore[union-attr]
+                         f"{did_you_mean(str(mesh_case), src.cases)}")  # type: ignore[union-attr]
+    chosen = select_cases(df, overlay_cases, available=list(src.cases) if src is not None else None) if wants_overlays else []
+    if wants_overlays and not chosen:
+        logger.warning("no case of the metrics table is in the sources %s; no overlays", src.path if src else "")  # type: ignore[union-attr]
+
+    out_dir = Path(out_dir).expanduser().resolve()
+    _prepare_out_dir(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a report folder is an ordinary folder
+    try:
+        _build(df, tmp, absent=absent, title=title, run_name=run_name, metrics_path=metrics_path, runs=runs, src=src,
+               run_sources=run_sources, chosen=chosen, mesh_case=mesh_case)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("report written to %s", out_dir / "report.html")
+    return out_dir / "report.html"
+
+
+def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run_name: str, metrics_path: Path | None,
+           runs: dict[str, tuple[pd.DataFrame, Path | None]], src: Sources | None, run_sources: dict[str, Sources],
+           chosen: list[str], mesh_case: str | None) -> None:
+    from medrefine import __version__
+    from medrefine.reports.mesh import mesh_html
+    from medrefine.reports.overlay import overlay_png, reorient_to_ras
+    from medrefine.reports.plots import box_plots, compare_plot, distribution_plots, ranking_chart
+
+    classes = dict(zip(df["class_id"], df["class_name"]))
+    if src is not None:
+        classes = {**{k: v for k, v in src.classes.items() if k}, **classes}
+    per_class = per_class_table(df)
+    per_case = per_case_table(df)
+    names = ordered_metrics(df)
+    doc = Document(title)
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    dice = df[df["metric"] == "dice"]["value"]
+    doc.paragraph(f"Generated by medrefine {__version__} on {stamp} from "
+                  f"{metrics_path.name if metrics_path else 'a metrics table'} ({run_name}).")
+    doc.heading("Summary")
+    best = per_class.dropna(subset=["dice_mean"])
+    summary = [
+        f"{df['case'].nunique()} cases, {df['class_id'].nunique()} structures, metrics: {', '.join(names)}.",
+        f"Mean Dice over all (case, structure) pairs: {dice.mean():.3f} (median {dice.median():.3f}); "
+        f"mean of the per-structure means: {per_class['dice_mean'].mean():.3f}.",
+    ]
+    if len(best):
+        summary.append("Best structures: " + ", ".join(f"{r.class_name} ({r.dice_mean:.3f})" for r in best.head(3).itertuples()) + ".")
+        summary.append("Worst structures: " + ", ".join(f"{r.class_name} ({r.dice_mean:.3f})" for r in best.tail(3)[::-1].itertuples()) + ".")
+    if len(per_case):
+        top, low = per_case.iloc[0], per_case.iloc[-1]
+        summary.append(f"Best case: {top['case']} (mean Dice {top['dice_mean']:.3f}); worst case: {low['case']} (mean Dice {low['dice_mean']:.3f}).")
+    for other_name, (other, _) in runs.items():
+        delta = df[df["metric"] == "dice"]["value"].mean() - other[other["metric"] == "dice"]["value"].mean()
+        summary.append(f"Mean Dice {run_name} vs {other_name}: {delta:+.3f}.")
+    doc.bullets(summary)
+    if absent:
+        doc.paragraph(f"{len(absent)} structure(s) of the class table are in neither the prediction nor the reference of any case "
+                      f"and are not shown: {', '.join(absent[:20])}{', ...' if len(absent) > 20 else ''}.", note=True)
+    nonfinite = int(per_class["n_nonfinite"].sum())
+    if nonfinite:
+        doc.paragraph(f"{nonfinite} metric values of the structures shown are missing (NaN: the structure is in neither the "
+                      "prediction nor the reference of that case, nothing to measure) or infinite; they are left out of "
+                      "means, medians and success rates.", note=True)
+
+    doc.heading("Per-structure metrics")
+    header, rows = format_table(per_class, kind="per_class")
+    doc.table(header, rows, caption="Mean ± std and median over cases; success rate = share of cases with Dice at or above "
+                                    "the threshold. Sorted by mean Dice. Also in per_class.csv.")
+    _write_csv(per_class, folder / "per_class.csv")
+
+    doc.heading("Structure ranking")
+    doc.image(ranking_chart(df, folder / "ranking.png"), "Mean Dice per structure, error bars ±1 std over cases; dotted lines at 0.5, 0.7, 0.9.")
+
+    doc.heading("Distributions")
+    doc.image(distribution_plots(df, folder / "distributions.png"), "Histograms of each metric over all (case, structure) pairs and of the mean Dice per case.")
+    doc.image(box_plots(df, folder / "boxplots.png"), "Dice and HD95 per structure over cases (box: quartiles, line: median).")
+
+    for other_name, (other, _) in runs.items():
+        doc.heading(f"Comparison: {other_name} → {run_name}")
+        table = compare_table(df, other, name=run_name, other_name=other_name)
+        header, rows = format_table(table, kind="compare")
+        doc.table(header, rows, caption=f"Per-structure means of {other_name} (before) and {run_name} (after), difference after − before; "
+                                        f"improved cases = paired cases whose Dice rose. Sorted by the Dice difference. Also in compare_{_safe(other_name)}.csv.")
+        _write_csv(table, folder / f"compare_{_safe(other_name)}.csv")
+        doc.image(compare_plot(df, other, folder / f"compare_{_safe(other_name)}.png", name=run_name, other_name=other_name),
+                  f"Left: mean Dice per structure, {other_name} (grey) → {run_name}. Right: Dice per case and structure; above the diagonal = improved.")
+
+    doc.heading("Per-case metrics")
+    header, rows = format_table(per_case, kind="per_case")
+    doc.table(header, rows, caption="Mean over structures per case, sorted by mean Dice. Also in per_case.csv.")
+    _write_csv(per_case, folder / "per_case.csv")
+
+    if chosen:
+        doc.heading("Overlays")
+        doc.paragraph("Image in grey (percentile window) with label contours on three orthogonal slices through the centre of the "
+                      "reference's foreground; columns compare the reference with each labelling.")
+        ranked = per_case["case"].tolist()
+        dice_of = dict(zip(per_case["case"], per_case["dice_mean"]))
+        for case in chosen:
+            position = ranked.index(case)
+            rank = ("best" if position == 0 else "worst" if position == len(ranked) - 1
+                    else "median" if position == (len(ranked) - 1) // 2 else f"rank {position + 1}/{len(ranked)}")
+            caption = f"{case}: mean Dice {dice_of.get(case, float('nan')):.3f} ({rank})"
+            try:
+                image, labels, titles = _load_case_volumes(src, case, run_sources, run_name)  # type: ignore[arg-type]
+            except (InputError, OSError, ValueError) as err:
+                logger.warning("overlay of %s skipped: %s", case, err)
+                doc.paragraph(f"Overlay of {case} skipped: {err}", note=True)
+                continue
+            png = overlay_png(image, labels, folder / f"overlay_{_safe(case)}.png", titles=titles, classes=classes, title=caption)
+            doc.image(png, caption)
+
+    if mesh_case is not None:
+        from medrefine.io import load_label
+
+        doc.heading("3D surfaces")
+        pred = src.cases[mesh_case].get("pred") or src.cases[mesh_case].get("ref")  # type: ignore[union-attr]
+        if pred is None:
+            raise InputError(f"mesh case {mesh_case!r}: the sources give no pred or ref file")
+        vol = load_label(pred)
+        array, spacing = reorient_to_ras(np.asarray(vol.array), vol.affine, vol.spacing)
+        out = mesh_html(array, folder / f"mesh_{_safe(mesh_case)}.html", spacing=spacing, classes=classes,
+                        title=f"{title}: {mesh_case} ({run_name})")
+        doc.link(out.name, f"Interactive 3D surfaces of {mesh_case} ({run_name})",
+                 "marching cubes per structure; opens offline in a browser (drag to rotate, click the legend to hide structures).")
+
+    doc.heading("Inputs")
+    inputs = [f"metrics: {metrics_path if metrics_path else 'DataFrame'} ({len(df)} rows)"]
+    if src is not None:
+        inputs.append(f"sources: {src.path if src.path else 'mapping'} ({len(src.cases)} cases)")
+    for other_name, (other, other_path) in runs.items():
+        inputs.append(f"compared run {other_name}: {other_path if other_path else 'DataFrame'} ({len(other)} rows)")
+    doc.bullets(inputs)
+
+    _write_text(folder / "report.md", doc.markdown())
+    _write_text(folder / "report.html", doc.html(generator=f"medrefine {__version__}"))

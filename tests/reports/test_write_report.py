@@ -1,0 +1,145 @@
+"""Tests of medrefine.reports.write_report: the report folder, its tables, images and atomicity."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medrefine.errors import InputError
+from medrefine.io import save_nifti
+from medrefine.reports import write_report
+
+
+@pytest.fixture
+def cohort(tmp_path, blobs, metrics):
+    """Three cases on disk (image, reference, prediction, noisy) plus refined/noisy metrics and sources."""
+    blob_label, blob_image = blobs
+    affine = np.diag([1.5, 1.5, 3.0, 1.0])
+    sources = {"classes": {"1": "liver", "2": "kidney", "3": "aorta"}, "cases": {}}
+    noisy_sources = {"classes": sources["classes"], "cases": {}}
+    for n, case in enumerate(["case_a", "case_b", "case_c"]):
+        d = tmp_path / "data"
+        save_nifti(blob_image(seed=n), d / f"img_{case}.nii.gz", affine=affine)
+        save_nifti(blob_label(), d / f"ref_{case}.nii.gz", affine=affine)
+        save_nifti(blob_label(shift=n % 2), d / f"pred_{case}.nii.gz", affine=affine)
+        save_nifti(blob_label(shift=2), d / f"noisy_{case}.nii.gz", affine=affine)
+        sources["cases"][case] = {"pred": f"data/pred_{case}.nii.gz", "ref": f"data/ref_{case}.nii.gz", "image": f"data/img_{case}.nii.gz"}
+        noisy_sources["cases"][case] = {"pred": f"data/noisy_{case}.nii.gz", "ref": f"data/ref_{case}.nii.gz", "image": None}
+    metrics.to_csv(tmp_path / "refined.csv", index=False)
+    (tmp_path / "refined.sources.json").write_text(json.dumps(sources))
+    noisy = metrics.assign(value=np.where(metrics["metric"] == "dice", metrics["value"] - 0.1, metrics["value"] + 1))
+    noisy.to_csv(tmp_path / "noisy.csv", index=False)
+    (tmp_path / "noisy.sources.json").write_text(json.dumps(noisy_sources))
+    return tmp_path
+
+
+def leftovers(folder):
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_report_from_dataframe(tmp_path, metrics):
+    html = write_report(metrics, tmp_path / "rep", title="Test <run>")
+    assert html == tmp_path / "rep" / "report.html"
+    md = (tmp_path / "rep" / "report.md").read_text()
+    page = html.read_text()
+    # the liver row of the per-class table: mean ± std and median of Dice over its 3 cases
+    assert "| 1 | liver | 3 | 0.900 ± 0.100 | 0.900 |" in md
+    assert "<td>liver</td><td>3</td><td>0.900 ± 0.100</td>" in page
+    # kidney mean Dice (0.4 + 0.6 + 0.65) / 3 = 0.550; aorta HD95 mean 10 * (1 - 0.4833) = 5.17 mm
+    assert "0.550 ± 0.132" in md and "5.17 ± " in md
+    # table sorted by mean Dice
+    assert md.index("| liver |") < md.index("| kidney |") < md.index("| aorta |")
+    for png in ("ranking.png", "distributions.png", "boxplots.png"):
+        assert f"]({png})" in md and (tmp_path / "rep" / png).is_file()
+    assert page.count("data:image/png;base64,") == 3
+    assert "<title>Test &lt;run&gt;</title>" in page  # escaped
+    assert not re.search(r"<(img|script|link)[^>]+(src|href)=\"http", page)  # self-contained
+    assert (tmp_path / "rep" / "per_class.csv").is_file()
+    assert leftovers(tmp_path) == []
+
+
+def test_report_with_sources_compare_overlays_and_mesh(cohort):
+    out = cohort / "report"
+    write_report(cohort / "refined.csv", out, compare={"noisy": cohort / "noisy.csv"}, mesh_case="case_b", name="refined")
+    md = (out / "report.md").read_text()
+    names = sorted(p.name for p in out.iterdir())
+    assert {"overlay_case_a.png", "overlay_case_b.png", "overlay_case_c.png", "mesh_case_b.html",
+            "compare_noisy.png", "compare_noisy.csv"} <= set(names)
+    assert "## Comparison: noisy → refined" in md
+    # liver: noisy 0.800 -> refined 0.900, +0.100, improved in 3 of 3 cases
+    assert "| 1 | liver | 0.800 | 0.900 | +0.100 |" in md and "| 3/3 |" in md
+    assert "(mesh_case_b.html)" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 + 1 + 3  # charts, compare chart, overlays
+    assert 'href="mesh_case_b.html"' in page
+    assert "case_c: mean Dice" in md and "(best)" in md and "(worst)" in md
+
+
+def test_overlay_cases_by_name_and_replacing_a_report(cohort):
+    write_report(cohort / "refined.csv", cohort / "r", overlay_cases=["case_b"])
+    assert sorted(p.name for p in (cohort / "r").glob("overlay_*")) == ["overlay_case_b.png"]
+    write_report(cohort / "refined.csv", cohort / "r", overlay_cases=0)  # replaces the folder, no merge
+    assert not list((cohort / "r").glob("overlay_*"))
+    assert leftovers(cohort) == []
+
+
+def test_bad_metrics_leave_no_folder(tmp_path, metrics):
+    bad = tmp_path / "bad.csv"
+    metrics.drop(columns=["value"]).to_csv(bad, index=False)
+    with pytest.raises(InputError, match=r"bad\.csv: missing column\(s\) value"):
+        write_report(bad, tmp_path / "rep")
+    assert not (tmp_path / "rep").exists() and leftovers(tmp_path) == []
+
+
+def test_failure_keeps_previous_report(tmp_path, metrics, monkeypatch):
+    write_report(metrics, tmp_path / "rep", title="first")
+    import medrefine.reports.plots as plots
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(plots, "box_plots", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_report(metrics, tmp_path / "rep", title="second")
+    assert "<title>first</title>" in (tmp_path / "rep" / "report.html").read_text()
+    assert leftovers(tmp_path) == []
+
+
+def test_refuses_foreign_folder(tmp_path, metrics):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("keep me")
+    with pytest.raises(InputError, match="not a medrefine report"):
+        write_report(metrics, tmp_path / "notes")
+    assert (tmp_path / "notes" / "thesis.tex").read_text() == "keep me"
+
+
+def test_argument_errors(cohort, metrics):
+    with pytest.raises(InputError, match="need the volumes"):
+        write_report(metrics, cohort / "x", mesh_case="case_a")
+    with pytest.raises(InputError, match="Did you mean 'case_a'"):
+        write_report(cohort / "refined.csv", cohort / "x", mesh_case="case_aa")
+    with pytest.raises(InputError, match="equals the report's own name"):
+        write_report(metrics, cohort / "x", compare={"prediction": metrics})
+    with pytest.raises(InputError, match=r"compare\['noisy'\]: missing column"):
+        write_report(metrics, cohort / "x", compare={"noisy": metrics.drop(columns="case")})
+    assert not (cohort / "x").exists()
+
+
+def test_missing_volume_is_noted_not_fatal(cohort):
+    (cohort / "data" / "ref_case_a.nii.gz").unlink()
+    write_report(cohort / "refined.csv", cohort / "rep", overlay_cases=["case_a", "case_b"])
+    md = (cohort / "rep" / "report.md").read_text()
+    assert "Overlay of case_a skipped" in md and "ref_case_a.nii.gz" in md
+    assert (cohort / "rep" / "overlay_case_b.png").is_file()
+
+
+def test_absent_structures_are_left_out(tmp_path, metrics):
+    extra = pd.DataFrame([(c, 42, "thyroid", m, np.nan) for c in ["case_a", "case_b", "case_c"] for m in ("dice", "hd95")],
+                         columns=metrics.columns)
+    write_report(pd.concat([metrics, extra]), tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| thyroid |" not in md and "not shown: thyroid" in md
