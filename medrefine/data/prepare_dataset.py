@@ -17,17 +17,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from medrefine.data.prepare import (
-    _triple,
-    _check_interpolation,
-    apply_prepare,
-    prepare_case,
-    normalize_appearance,
-    INFO_FILE,
     _LAYOUTS,
-    _SAFE_CASE,
     _RESERVED_FOLDERS,
+    _SAFE_CASE,
+    INFO_FILE,
+    _check_interpolation,
+    _triple,
+    apply_prepare,
+    normalize_appearance,
+    prepare_case,
 )
 from medrefine.errors import InputError, did_you_mean
 

@@ -1,0 +1,42 @@
+"""``medrefine phantom``: write synthetic cohorts (images, clean and noisy labels, datalist)."""
+
+from __future__ import annotations
+
+import click
+
+NOISE_CHOICES = ("none", "mild", "moderate", "severe")
+
+
+@click.group()
+def phantom() -> None:
+    """Write synthetic phantom cohorts with clean and noisy labels."""
+
+
+@phantom.command()
+@click.option("--cases", type=click.IntRange(min=1), default=8, show_default=True, help="Number of cases.")
+@click.option("--size", type=click.IntRange(min=16, max=512), default=64, show_default=True,
+              help="Voxels per axis (cube); the grid always covers 144 mm, so spacing = 144 / size mm.")
+@click.option("--noise", type=click.Choice(NOISE_CHOICES), default="moderate", show_default=True,
+              help="Annotation-noise severity of labels_noisy/ (mean foreground Dice ~0.85 / 0.75 / 0.6).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Cohort seed (same seed, same files).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Output folder to create (must not exist or be empty).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def cardiac(cases: int, size: int, noise: str, seed: int, out_dir: str, overwrite: bool, progress: bool) -> None:
+    """Write 11-class cardiac CT phantoms (MultiNeAR classes) with clean and noisy labels.
+
+    Creates OUT/images, OUT/labels (clean), OUT/labels_noisy, OUT/classes.json and
+    OUT/datalist.json ("label" = noisy, "label_clean" = clean), built in a temporary folder
+    and moved into place when complete.
+
+    \b
+    Example:
+      medrefine phantom cardiac --cases 8 --size 64 --noise moderate --seed 0 --out cohort
+    """
+    from medrefine.data.phantoms import make_cardiac_cohort
+
+    datalist = make_cardiac_cohort(
+        out_dir, cases=cases, size=size, noise=noise, seed=seed, overwrite=overwrite, progress=progress
+    )
+    click.echo(f"Wrote {cases} cardiac phantom cases ({size}^3, noise {noise}) to {out_dir}; datalist: {datalist}")

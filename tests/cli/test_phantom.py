@@ -1,0 +1,54 @@
+"""Tests of ``medrefine phantom cardiac`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from medrefine.cli import cli
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["phantom", "cardiac", *args], catch_exceptions=False)
+
+
+def test_writes_cohort_and_datalist(tmp_path):
+    out = tmp_path / "cohort"
+    result = run("--cases", "2", "--size", "32", "--noise", "mild", "--seed", "1", "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "Wrote 2 cardiac phantom cases" in result.output
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert datalist["numTraining"] == 2
+    for entry in datalist["training"]:
+        for key in ("image", "label", "label_clean"):
+            assert (out / entry[key]).is_file(), entry[key]
+        assert entry["label"].startswith("labels_noisy/")
+    assert (out / "classes.json").is_file()
+
+
+def test_refuses_non_empty_output_folder(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run("--cases", "1", "--size", "16", "--out", str(out))
+    assert result.exit_code != 0
+    assert "not empty" in result.output and str(out) in result.output
+    assert (out / "notes.txt").read_text() == "mine"
+    result = run("--cases", "1", "--size", "16", "--out", str(out), "--overwrite", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert not (out / "notes.txt").exists()
+
+
+def test_rejects_unknown_noise_level(tmp_path):
+    result = run("--noise", "extreme", "--out", str(tmp_path / "x"))
+    assert result.exit_code == 2
+    assert "'extreme' is not one of" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_lists_options():
+    result = CliRunner().invoke(cli, ["phantom", "cardiac", "--help"])
+    assert result.exit_code == 0
+    for option in ("--cases", "--size", "--noise", "--seed", "--out", "--overwrite"):
+        assert option in result.output
