@@ -9,6 +9,14 @@ dependencies (torch, MONAI, ITK) when they are imported themselves.
 
 from __future__ import annotations
 
+from medrefine._lazy import lazy_submodules
+
 __all__ = ["__version__"]
 
 __version__ = "0.1.0"
+
+__getattr__, __dir__ = lazy_submodules(
+    __name__,
+    ("bundle", "cli", "data", "demo", "engines", "errors", "geodesic", "inferers", "io", "losses", "metrics",
+     "networks", "reports", "transforms", "workflows"),
+)

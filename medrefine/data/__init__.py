@@ -1,0 +1,15 @@
+"""Data: datalists, splits, seed layouts, prepare, validation, phantoms and annotation noise.
+
+Submodules load on first use: ``medrefine.data.phantoms.make_cardiac_cohort(...)`` works after
+``import medrefine``.
+"""
+
+from __future__ import annotations
+
+from medrefine._lazy import lazy_submodules
+
+__getattr__, __dir__ = lazy_submodules(
+    __name__,
+    ("classes", "corruption", "datalist", "layouts", "phantoms", "prepare", "prepare_dataset", "shapes", "splits",
+     "validate"),
+)

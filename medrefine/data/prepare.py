@@ -50,6 +50,7 @@ __all__ = [
     "prepare_case",
     "apply_prepare",
     "restore_to_original",
+    "restore_image_to_original",
     "normalize_appearance",
     "load_prepare_info",
 ]
@@ -386,6 +387,37 @@ def restore_to_original(
     out[tuple(slice(a, b) for a, b in box)] = inside
     return out
 
+
+
+def restore_image_to_original(
+    cube: Volume | np.ndarray, info: Mapping[str, Any], *, order: int = 1, fill_value: float = 0.0
+) -> np.ndarray:
+    """Put a float cube (e.g. an uncertainty map) back onto the case's original grid.
+
+    The float twin of :func:`restore_to_original`: trilinear (``order=1``) or nearest (``0``)
+    interpolation inside the crop box, ``fill_value`` outside.
+
+    Returns:
+        float32 array of ``info["original_shape"]``.
+
+    Raises:
+        InputError: the cube's shape is not ``info["cube_shape"]`` or ``info`` lacks a key.
+    """
+    array = np.asarray(cube.array if hasattr(cube, "array") else cube, dtype=np.float32)
+    missing = [k for k in ("original_shape", "crop_box", "cube_shape") if k not in info]
+    if missing:
+        raise InputError(f"`info` lacks {missing}; pass the info returned by prepare_case or stored in {INFO_FILE}")
+    cube_shape = tuple(int(s) for s in info["cube_shape"])
+    if array.shape != cube_shape:
+        raise InputError(f"`cube` must have the prepared cube shape {cube_shape}, got {array.shape}")
+    box = [[int(a), int(b)] for a, b in info["crop_box"]]
+    scale, offset = _scale_offset(box, cube_shape)
+    start = np.array([b[0] for b in box], dtype=np.float64)
+    region = tuple(b[1] - b[0] for b in box)
+    inside = _affine_resample(array, 1.0 / scale, (start - offset) / scale, region, order=int(order))
+    out = np.full(tuple(int(s) for s in info["original_shape"]), fill_value, dtype=np.float32)
+    out[tuple(slice(a, b) for a, b in box)] = inside
+    return out
 
 def normalize_appearance(array: np.ndarray, *, window: Sequence[float] | None = (-1000.0, 1000.0)) -> np.ndarray:
     """Scale intensities to ``[0, 1]`` float32 for MultiNeAR's ``appearance`` arrays.

@@ -1,0 +1,10 @@
+"""Workflows: the end-to-end pipelines the bundles' configs call.
+
+- :mod:`medrefine.workflows.refinement`: annotation refinement (NeAR) from cohort to report.
+"""
+
+from __future__ import annotations
+
+from medrefine._lazy import lazy_submodules
+
+__getattr__, __dir__ = lazy_submodules(__name__, ("refinement",))

@@ -1,0 +1,466 @@
+"""Annotation refinement end to end: cases in, refined labels in the original geometry out.
+
+The glue the refinement bundle's configs call, around the NeAR building blocks
+(:class:`~medrefine.networks.ImplicitRefiner`, :class:`~medrefine.engines.AutoDecoderTrainer`,
+:func:`~medrefine.engines.fit_latent`, :func:`~medrefine.inferers.decode_volume`):
+
+1. :func:`load_refinement_cases` reads a cohort (a datalist, a folder with ``datalist.json``, or
+   the MultiNeAR layout), crops each case to its label's bounding box plus a margin and resamples
+   it to a cube (128^3 by default, as NeAR), keeping what maps results back;
+2. training runs in the engine; :func:`export_model` writes ``model.pt`` and ``cases.json``
+   (which latent belongs to which case);
+3. :func:`refine_cases` decodes every case (transductive: its own latent; inductive: a latent
+   fitted to the case with the decoder frozen), maps the refined label and the per-voxel
+   uncertainty back onto the original grid and writes them with a change map;
+4. :func:`evaluate_refinement` scores refined and input labels against a clean reference (when
+   there is one) and against each other, and writes the before/after report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medrefine.errors import InputError
+
+__all__ = [
+    "load_refinement_cases",
+    "export_model",
+    "load_model",
+    "refine_cases",
+    "evaluate_refinement",
+    "before_after_table",
+    "format_evaluation",
+    "trained_case_names",
+]
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+CASES_FILE = "cases.json"
+_MODES = ("transductive", "inductive")
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def _resolve_source(source: str | Path) -> tuple[str, Path]:
+    """("datalist", json path) or ("multinear", folder)."""
+    from medrefine.data.layouts import is_multinear
+
+    path = Path(source)
+    if path.is_dir():
+        if (path / "datalist.json").is_file():
+            return "datalist", path / "datalist.json"
+        if is_multinear(path):
+            return "multinear", path
+        raise InputError(
+            f"{path}: expected a datalist.json or the MultiNeAR layout (appearance/, shape/, info.csv) in this folder"
+        )
+    if path.is_file():
+        return "datalist", path
+    raise InputError(f"{path}: refinement data not found (give a datalist JSON or a dataset folder)")
+
+
+def load_refinement_cases(
+    source: str | Path,
+    *,
+    key: str = "training",
+    size: int = 128,
+    margin_mm: float = 10.0,
+    window: Sequence[float] | None = (-1000.0, 1000.0),
+    num_classes: int | None = None,
+    label_key: str = "label",
+    clean_key: str = "label_clean",
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Read a cohort and bring every case onto a cube, ready for the auto-decoder.
+
+    Args:
+        source: a decathlon-style datalist JSON (entries with ``image``, ``label`` and optionally
+            ``label_clean`` and ``case``), a folder holding ``datalist.json``, or a MultiNeAR
+            folder (``appearance/*.npy``, ``shape/*.npy``, ``info.csv``; already cubes, no
+            original geometry).
+        key: the datalist list to read. Defaults to ``"training"``.
+        size: cube edge in voxels (NeAR: 128). Defaults to 128.
+        margin_mm: margin around the label's bounding box (mm). Defaults to 10.
+        window: intensity window scaled to ``[0, 1]`` (CT: -1000..1000 HU); None scales each case
+            by its 0.5-99.5th percentiles (MR).
+        num_classes: classes the model is built for (background included); a label holding a
+            value ``>= num_classes`` is refused.
+        label_key: key of the label to refine. Defaults to ``"label"``.
+        clean_key: key of an optional clean reference. Defaults to ``"label_clean"``.
+        progress: show a progress bar.
+
+    Returns:
+        One dict per case: ``case``, ``image`` ``(1, S, S, S)`` float32 in [0, 1], ``label``
+        ``(S, S, S)`` uint8, ``label_clean`` (or None), ``info`` (the prepare info mapping the cube
+        back; None for MultiNeAR input) and the source paths ``image_path``, ``label_path``,
+        ``clean_path``.
+
+    Raises:
+        InputError: naming the case and file, for a missing file, image and label on different
+            grids, a label with more classes than ``num_classes``, or an empty cohort.
+    """
+    from tqdm.auto import tqdm
+
+    kind, path = _resolve_source(source)
+    cases: list[dict[str, Any]] = []
+    if kind == "multinear":
+        from medrefine.data.layouts import read_multinear
+
+        for item in tqdm(read_multinear(path), desc="cases", disable=not progress):
+            shape = np.asarray(item["shape"])
+            _check_classes(shape, num_classes, f"case {item['case']} ({path / 'shape'})")
+            appearance = np.asarray(item["appearance"], dtype=np.float32)
+            cases.append({
+                "case": str(item["case"]), "image": appearance[None], "label": shape.astype(np.uint8),
+                "label_clean": None, "info": None, "image_path": None, "label_path": None, "clean_path": None,
+            })
+    else:
+        from medrefine.data.datalist import load_datalist
+        from medrefine.data.prepare import apply_prepare, normalize_appearance, prepare_case
+        from medrefine.io import load_image, load_label
+
+        entries = load_datalist(path, key)
+        for n, entry in enumerate(tqdm(entries, desc="cases", disable=not progress)):
+            case = str(entry.get("case") or Path(entry["image"]).name.split(".")[0] or f"case_{n:03d}")
+            if label_key not in entry:
+                raise InputError(f"{path}: case {case} has no {label_key!r} entry (keys: {sorted(entry)})")
+            try:
+                image = load_image(entry["image"])
+                label = load_label(entry[label_key], num_classes=num_classes)
+                clean = load_label(entry[clean_key], num_classes=num_classes) if entry.get(clean_key) else None
+                extra = {clean_key: clean} if clean is not None else None
+                image_cube, label_cube, info = prepare_case(
+                    image, label, size=size, margin_mm=margin_mm, extra_labels=extra, case=case
+                )
+                clean_cube = apply_prepare(clean, info, is_label=True).array if clean is not None else None
+            except InputError as err:
+                raise InputError(f"case {case}: {err}") from None
+            cases.append({
+                "case": case,
+                "image": normalize_appearance(image_cube.array, window=window)[None],
+                "label": np.asarray(label_cube.array, dtype=np.uint8),
+                "label_clean": None if clean_cube is None else np.asarray(clean_cube, dtype=np.uint8),
+                "info": info,
+                "image_path": str(entry["image"]),
+                "label_path": str(entry[label_key]),
+                "clean_path": str(entry[clean_key]) if entry.get(clean_key) else None,
+            })
+    if not cases:
+        raise InputError(f"{path}: no cases under {key!r}")
+    names = [c["case"] for c in cases]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"{path}: case ids must be unique, these repeat: {dup}")
+    return cases
+
+
+def _check_classes(label: np.ndarray, num_classes: int | None, where: str) -> None:
+    if num_classes is not None and label.size and int(label.max()) >= num_classes:
+        raise InputError(
+            f"{where}: label holds class {int(label.max())} but the model is configured for {num_classes} classes "
+            f"(0..{num_classes - 1})"
+        )
+
+
+# ------------------------------------------------------------------------------ model files
+
+
+def export_model(trainer_or_network: Any, cases: Sequence[Mapping[str, Any]], model_dir: str | Path,
+                 *, use_best: bool = True) -> Path:
+    """Write ``model.pt`` (the network's state dict) and ``cases.json`` (latent order) atomically.
+
+    Args:
+        trainer_or_network: an :class:`~medrefine.engines.AutoDecoderTrainer` (its best checkpoint
+            is loaded first when ``use_best`` and one exists) or the network itself.
+        cases: the training cases in latent order (``case`` keys).
+        model_dir: folder of the two files (the bundle's ``models/``).
+        use_best: export the best checkpoint rather than the last weights.
+
+    Returns:
+        Path of ``model.pt``.
+    """
+    import torch
+
+    from medrefine.io import atomic_write
+
+    network = getattr(trainer_or_network, "network", trainer_or_network)
+    best = getattr(trainer_or_network, "best_checkpoint", None) if use_best else None
+    if best is not None:
+        state = torch.load(best, map_location="cpu", weights_only=True)
+        network.load_state_dict(state.get("network", state) if isinstance(state, dict) and "network" in state else state)
+        logger.info("exporting the best checkpoint %s", best)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(model_dir / MODEL_FILE) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, tmp)
+    with atomic_write(model_dir / CASES_FILE) as tmp:
+        Path(tmp).write_text(json.dumps({"cases": [str(c["case"]) for c in cases]}, indent=1) + "\n")
+    return model_dir / MODEL_FILE
+
+
+def trained_case_names(model_dir: str | Path) -> list[str]:
+    """The case ids in latent order, from ``cases.json`` next to ``model.pt``."""
+    path = Path(model_dir) / CASES_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: not found; train the bundle first (it writes models/{MODEL_FILE} and {CASES_FILE})")
+    return list(json.loads(path.read_text())["cases"])
+
+
+def load_model(network: Any, model_dir: str | Path, *, device: Any = None) -> list[str]:
+    """Load ``model.pt`` into ``network`` and return the trained case ids (latent order).
+
+    Raises:
+        InputError: the files are missing or do not fit the network (e.g. another class count).
+    """
+    import torch
+
+    model_dir = Path(model_dir)
+    path = model_dir / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: trained model not found; run the bundle's train config first")
+    names = trained_case_names(model_dir)
+    state = torch.load(path, map_location=device or "cpu", weights_only=True)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise InputError(f"{path}: does not fit the configured network ({first})") from None
+    return names
+
+
+# -------------------------------------------------------------------------------- refining
+
+
+def refine_cases(
+    network: Any,
+    cases: Sequence[Mapping[str, Any]],
+    output_dir: str | Path,
+    *,
+    mode: str = "transductive",
+    trained_cases: Sequence[str] | None = None,
+    fit_steps: int = 200,
+    fit_lr: float = 1e-2,
+    fit_resolution: int = 64,
+    fit_num_points: int | None = None,
+    chunk_size: int = 2**16,
+    device: Any = None,
+    progress: bool = False,
+) -> list[dict[str, str]]:
+    """Refine every case and write the refined label, the uncertainty and the change map.
+
+    For each case, in ``output_dir``: ``refined/<case>.nii.gz`` (class labels, on the case's
+    original grid: same shape, spacing and affine as the input label), ``uncertainty/<case>.nii.gz``
+    (entropy of the decoded class probabilities divided by log K, in [0, 1]),
+    ``changes/<case>.nii.gz`` (0 where the refinement kept the input's class, else the new class)
+    and one row per case and class in ``changes.csv`` (voxels added to / removed from the class).
+
+    Args:
+        network: a trained :class:`~medrefine.networks.ImplicitRefiner`.
+        cases: from :func:`load_refinement_cases`.
+        output_dir: where the folders above go.
+        mode: ``"transductive"`` (decode a trained case with its own latent; NeAR) or
+            ``"inductive"`` (fit a new latent to each case with the decoder frozen, then decode).
+        trained_cases: case ids in latent order (from :func:`load_model`); transductive mode looks
+            each case up there. Defaults to the order of ``cases``.
+        fit_steps, fit_lr, fit_resolution, fit_num_points: latent fitting (inductive mode).
+        chunk_size: query points per forward pass while decoding (bounds memory).
+        device: decoding device; defaults to the network's.
+        progress: show a progress bar.
+
+    Returns:
+        One dict per case with the written paths (``refined``, ``uncertainty``, ``changes``).
+
+    Raises:
+        InputError: an unknown mode, or (transductive) a case the model was not trained on.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from medrefine.data.prepare import restore_image_to_original, restore_to_original
+    from medrefine.engines import fit_latent
+    from medrefine.inferers import decode_volume
+    from medrefine.io import atomic_write, save_nifti
+
+    if mode not in _MODES:
+        raise InputError(f"`mode` must be one of {list(_MODES)}, got {mode!r}")
+    output_dir = Path(output_dir)
+    names = list(trained_cases) if trained_cases is not None else [str(c["case"]) for c in cases]
+    device = torch.device(device) if device is not None else next(network.parameters()).device
+    network.to(device)
+    k = int(network.out_channels)
+    rows, written = [], []
+    for item in tqdm(cases, desc=f"refining ({mode})", disable=not progress):
+        case = str(item["case"])
+        appearance = torch.as_tensor(item["image"], dtype=torch.float32, device=device)
+        if mode == "transductive":
+            if case not in names:
+                raise InputError(
+                    f"case {case}: the model was not trained on it (trained: {len(names)} cases); "
+                    "use mode='inductive' for new cases"
+                )
+            code: Any = names.index(case)
+        else:
+            code = fit_latent(network, appearance, torch.as_tensor(item["label"]), steps=fit_steps, lr=fit_lr,
+                              resolution=fit_resolution, num_points=fit_num_points, device=device)
+        label_cube, entropy_cube = decode_volume(network, code, appearance, chunk_size=chunk_size,
+                                                 return_probabilities=False, normalize_entropy=True)
+        label_cube = label_cube[0].cpu().numpy().astype(np.uint8)
+        entropy_cube = entropy_cube[0].cpu().numpy()
+        info = item.get("info")
+        if info is not None:
+            refined = restore_to_original(label_cube, info)
+            uncertainty = restore_image_to_original(entropy_cube, info, order=1)
+            affine = np.asarray(info["original_affine"])
+            from medrefine.io import load_label
+
+            noisy = load_label(item["label_path"]).array
+        else:
+            refined, uncertainty, affine, noisy = label_cube, entropy_cube, np.eye(4), np.asarray(item["label"])
+        changed = np.where(refined != noisy, refined, 0).astype(np.uint8)
+        protect = [p for p in (item.get("image_path"), item.get("label_path"), item.get("clean_path")) if p]
+        paths = {
+            "case": case,
+            "refined": str(save_nifti(refined.astype(np.uint8), output_dir / "refined" / f"{case}.nii.gz",
+                                      affine=affine, protect=protect)),
+            "uncertainty": str(save_nifti(uncertainty.astype(np.float32), output_dir / "uncertainty" / f"{case}.nii.gz",
+                                          affine=affine, protect=protect)),
+            "changes": str(save_nifti(changed, output_dir / "changes" / f"{case}.nii.gz", affine=affine,
+                                      protect=protect)),
+        }
+        written.append(paths)
+        for c in range(1, k):
+            was, now = noisy == c, refined == c
+            rows.append({"case": case, "class_id": c, "input_voxels": int(was.sum()), "refined_voxels": int(now.sum()),
+                         "added": int((now & ~was).sum()), "removed": int((was & ~now).sum())})
+    import pandas as pd
+
+    with atomic_write(output_dir / "changes.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return written
+
+
+# ------------------------------------------------------------------------------ evaluating
+
+
+def before_after_table(before: Any, after: Any, *, metric: str = "dice") -> Any:
+    """Per-class mean of ``metric`` before and after refinement, with the difference.
+
+    Args:
+        before, after: tidy metric DataFrames (``medrefine.metrics`` format).
+        metric: which metric. Defaults to ``"dice"``.
+
+    Returns:
+        DataFrame ``class_id, class_name, before, after, delta`` plus a last row ``mean foreground``.
+    """
+    import pandas as pd
+
+    def means(df: Any) -> Any:
+        sel = df[df["metric"] == metric]
+        return sel.groupby(["class_id", "class_name"])["value"].mean()
+
+    table = pd.concat({"before": means(before), "after": means(after)}, axis=1).reset_index()
+    table["delta"] = table["after"] - table["before"]
+    per_case = {name: df[df["metric"] == metric].groupby("case")["value"].mean().mean() for name, df in
+                (("before", before), ("after", after))}
+    total = {"class_id": -1, "class_name": "mean foreground", "before": per_case["before"], "after": per_case["after"],
+             "delta": per_case["after"] - per_case["before"]}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def evaluate_refinement(
+    cases: Sequence[Mapping[str, Any]],
+    output_dir: str | Path,
+    *,
+    classes: Mapping[int, str] | int,
+    refined: Sequence[Mapping[str, str]] | None = None,
+    nsd_tolerance_mm: float = 1.0,
+    report: bool = True,
+    title: str = "medrefine: annotation refinement",
+) -> dict[str, Any]:
+    """Score the refined labels and write the before/after report.
+
+    Writes in ``output_dir``: ``metrics_refined.csv`` and ``metrics_input.csv`` (refined and input
+    labels against the clean reference, when the cases have one), ``metrics_change.csv`` (refined
+    against the input label: how much was changed), ``before_after.csv`` and ``report/``.
+
+    Args:
+        cases: from :func:`load_refinement_cases` (with source paths).
+        output_dir: the folder :func:`refine_cases` wrote to.
+        classes: class table or count (background included).
+        refined: the dicts :func:`refine_cases` returned; default: ``refined/<case>.nii.gz``.
+        nsd_tolerance_mm: tolerance of the normalised surface Dice.
+        report: write the HTML/Markdown report.
+        title: report title.
+
+    Returns:
+        ``{"before_after": DataFrame or None, "report": Path or None, "metrics": {name: csv path}}``.
+    """
+    from medrefine.metrics import evaluate_pairs, write_metrics_csv
+    from medrefine.metrics.evaluate import build_sources, write_sources
+
+    output_dir = Path(output_dir)
+    refined_paths = {r["case"]: r["refined"] for r in refined} if refined else {
+        str(c["case"]): str(output_dir / "refined" / f"{c['case']}.nii.gz") for c in cases
+    }
+    if isinstance(classes, int):
+        from medrefine.data.classes import default_classes
+
+        classes = default_classes(classes)
+    images = {str(c["case"]): c.get("image_path") for c in cases}
+    out: dict[str, Any] = {"before_after": None, "report": None, "metrics": {}}
+
+    def score(name: str, pairs: list[tuple[str, str, str]]) -> Any:
+        df = evaluate_pairs(pairs, classes=classes, nsd_tolerance_mm=nsd_tolerance_mm)
+        csv = write_metrics_csv(df, output_dir / f"metrics_{name}.csv")
+        write_sources(build_sources(pairs, classes, images={c: images[c] for c, _, _ in pairs if images[c]} or None),
+                      csv.with_suffix(".sources.json"))
+        out["metrics"][name] = csv
+        return df
+
+    with_clean = [c for c in cases if c.get("clean_path")]
+    score("change", [(str(c["case"]), refined_paths[str(c["case"])], c["label_path"]) for c in cases])
+    if with_clean:
+        before = score("input", [(str(c["case"]), c["label_path"], c["clean_path"]) for c in with_clean])
+        after = score("refined", [(str(c["case"]), refined_paths[str(c["case"])], c["clean_path"]) for c in with_clean])
+        table = before_after_table(before, after)
+        from medrefine.io import atomic_write
+
+        with atomic_write(output_dir / "before_after.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        out["before_after"] = table
+        if report:
+            from medrefine.reports import write_report
+
+            out["report"] = write_report(out["metrics"]["refined"], output_dir / "report", title=title,
+                                         compare={"input": out["metrics"]["input"]}, name="refined")
+    elif report:
+        from medrefine.reports import write_report
+
+        out["report"] = write_report(out["metrics"]["change"], output_dir / "report",
+                                     title=f"{title} (refined vs input; no clean reference)", name="refined")
+    return out
+
+
+def format_evaluation(evaluation: Mapping[str, Any]) -> str:
+    """The before/after Dice table and the report path of :func:`evaluate_refinement`, as text."""
+    lines = []
+    table = evaluation.get("before_after")
+    if table is not None:
+        lines.append(f"{'class':<28} {'input Dice':>10} {'refined Dice':>12} {'change':>8}")
+        for _, row in table.iterrows():
+            lines.append(f"{str(row['class_name']):<28} {row['before']:>10.3f} {row['after']:>12.3f} {row['delta']:>+8.3f}")
+    else:
+        lines.append("no clean reference: scored the refined labels against the input labels only")
+    for name, path in evaluation.get("metrics", {}).items():
+        lines.append(f"metrics ({name}): {path}")
+    if evaluation.get("report") is not None:
+        lines.append(f"report: {Path(evaluation['report']).resolve()}")
+    return "\n".join(lines)
