@@ -178,8 +178,10 @@ def export_model(trainer_or_network: Any, cases: Sequence[Mapping[str, Any]], mo
     """Write ``model.pt`` (the network's state dict) and ``cases.json`` (latent order) atomically.
 
     Args:
-        trainer_or_network: an :class:`~medrefine.engines.AutoDecoderTrainer` (its best checkpoint
-            is loaded first when ``use_best`` and one exists) or the network itself.
+        trainer_or_network: an :class:`~medrefine.engines.AutoDecoderTrainer` or the network itself.
+            With a trainer whose best checkpoint was selected against clean labels and
+            ``use_best``, that checkpoint is exported; otherwise the last weights are (selecting on
+            the noisy labels would favour the model that fits the noise best).
         cases: the training cases in latent order (``case`` keys).
         model_dir: folder of the two files (the bundle's ``models/``).
         use_best: export the best checkpoint rather than the last weights.
@@ -192,7 +194,10 @@ def export_model(trainer_or_network: Any, cases: Sequence[Mapping[str, Any]], mo
     from medrefine.io import atomic_write
 
     network = getattr(trainer_or_network, "network", trainer_or_network)
-    best = getattr(trainer_or_network, "best_checkpoint", None) if use_best else None
+    # The best checkpoint is only meaningful when it was chosen against clean labels: scored
+    # against the noisy labels, "best" is the model that memorised the noise most.
+    chosen_on_clean = getattr(trainer_or_network, "key_metric", None) == "clean"
+    best = getattr(trainer_or_network, "best_checkpoint", None) if (use_best and chosen_on_clean) else None
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=True)
         network.load_state_dict(state.get("network", state) if isinstance(state, dict) and "network" in state else state)
