@@ -32,6 +32,7 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from medrefine.engines.cases import foreground_dice, stack_cases
+from medrefine.engines.distributed import average_gradients, distributed_rank_world
 from medrefine.errors import InputError, did_you_mean
 from medrefine.losses.near import NeARLoss, inverse_frequency_weights
 from medrefine.networks.implicit import (
@@ -329,6 +330,9 @@ class AutoDecoderTrainer(Engine):
     def _train_step(self, engine: Engine, slot: int) -> dict[str, float]:
         perm = self._permutation(engine.state.epoch)
         case_idx = perm[slot * self.batch_size : (slot + 1) * self.batch_size]
+        rank, world = distributed_rank_world()
+        if world > 1:  # each process takes its share of the batch; gradients are averaged below
+            case_idx = case_idx[rank::world] if len(case_idx) >= world else case_idx[rank % len(case_idx) :][:1]
         pts, app, target = self.sample_batch(case_idx, engine.state.iteration)
         idx = case_idx.to(self.device)
         self.network.train()
@@ -339,10 +343,12 @@ class AutoDecoderTrainer(Engine):
         terms = self._loss_terms(logits.float(), target, latent.float())
         if self.scaler is not None:
             self.scaler.scale(terms["loss"]).backward()
+            average_gradients(self.network, world)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             terms["loss"].backward()
+            average_gradients(self.network, world)
             self.optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -414,6 +420,8 @@ class AutoDecoderTrainer(Engine):
         return self._writer
 
     def _write_history(self, engine: Engine) -> None:
+        if distributed_rank_world()[0] != 0:  # one history per run, written by the first process
+            return
         n = max(self._epoch_sums.get("_n", 0.0), 1.0)
         row: dict[str, Any] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
         for key in ("loss", "ce", "dice", "latent"):

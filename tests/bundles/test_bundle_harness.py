@@ -91,6 +91,6 @@ def test_multi_gpu_override_merges(bundle):
     parser = ConfigParser()
     parser.read_config([str(f) for f in config_files(bundle, "multi_gpu_train")])
     text = str(parser.get())
-    assert "DistributedSampler" in text or "DistributedDataParallel" in text, (
-        f"{bundle.name}: multi_gpu_train names neither a DistributedSampler nor DDP"
+    assert any(k in text for k in ("DistributedSampler", "DistributedDataParallel", "init_process_group")), (
+        f"{bundle.name}: multi_gpu_train sets up no process group, DistributedSampler or DDP"
     )
