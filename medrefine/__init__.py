@@ -18,5 +18,5 @@ __version__ = "0.1.0"
 __getattr__, __dir__ = lazy_submodules(
     __name__,
     ("bundle", "cli", "data", "demo", "engines", "errors", "geodesic", "inferers", "io", "losses", "metrics",
-     "networks", "reports", "transforms", "workflows"),
+     "networks", "points", "reports", "transforms", "workflows"),
 )

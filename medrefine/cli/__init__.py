@@ -20,6 +20,7 @@ __all__ = ["cli", "main"]
 # command name -> "module:attribute" under medrefine.cli
 COMMANDS: dict[str, str] = {
     "phantom": "medrefine.cli.phantom:phantom",
+    "points": "medrefine.cli.points:points",
     "prepare": "medrefine.cli.prepare:prepare",
     "validate": "medrefine.cli.validate:validate",
     "evaluate": "medrefine.cli.evaluate:evaluate",

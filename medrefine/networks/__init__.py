@@ -1,19 +1,30 @@
-"""Networks: torch modules that MONAI does not provide.
+"""Networks: torch modules that MONAI does not provide, and builders of the MONAI ones we use.
 
-``ImplicitRefiner`` is the NeAR/MultiNeAR auto-decoder (per-case latent code -> feature grids ->
-point MLP); the point helpers define medrefine's query-point convention.
+- ``ImplicitRefiner``: the NeAR/MultiNeAR auto-decoder (per-case latent code -> feature grids ->
+  point MLP); :mod:`medrefine.networks.points` defines medrefine's query-point convention;
+- ``build_segmentation_network``: a 2.5D U-Net (MONAI DynUNet), U-Net or Attention U-Net by name.
 """
 
 from __future__ import annotations
 
-from medrefine.networks.implicit import (
-    ImplicitRefiner,
-    LatentUpsample,
+from medrefine.networks.implicit import ImplicitRefiner, LatentUpsample
+from medrefine.networks.points import (
     grid_points,
     interpolation_matrix,
     jittered_grid_points,
     sample_labels,
     sample_volume,
 )
+from medrefine.networks.segmentation import SEGMENTATION_NETWORKS, build_segmentation_network
 
-__all__ = ["ImplicitRefiner", "LatentUpsample", "grid_points", "interpolation_matrix", "jittered_grid_points", "sample_labels", "sample_volume"]
+__all__ = [
+    "SEGMENTATION_NETWORKS",
+    "ImplicitRefiner",
+    "LatentUpsample",
+    "build_segmentation_network",
+    "grid_points",
+    "interpolation_matrix",
+    "jittered_grid_points",
+    "sample_labels",
+    "sample_volume",
+]

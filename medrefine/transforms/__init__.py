@@ -1,0 +1,17 @@
+"""MONAI-style transforms of medrefine: array transform + dictionary twin (suffix ``d``).
+
+Example:
+    >>> from medrefine.transforms import SeedExpansiond
+    >>> xform = SeedExpansiond(keys="label", image_key="image", threshold=0.2)
+"""
+
+from __future__ import annotations
+
+from medrefine.transforms.seed_expansion import (
+    SeedExpansion,
+    SeedExpansiond,
+    expand_point_set,
+    expand_seeds,
+)
+
+__all__ = ["SeedExpansion", "SeedExpansiond", "expand_point_set", "expand_seeds"]
