@@ -142,7 +142,7 @@ def load_refinement_cases(
                 )
                 clean_cube = apply_prepare(clean, info, is_label=True).array if clean is not None else None
             except InputError as err:
-                raise InputError(f"case {case}: {err}") from None
+                raise type(err)(f"case {case}: {err}") from None
             cases.append({
                 "case": case,
                 "image": normalize_appearance(image_cube.array, window=window)[None],

@@ -1,0 +1,172 @@
+"""The refinement workflow: cohort in, refined labels in the original geometry out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from medrefine.data.phantoms import make_cardiac_cohort
+from medrefine.engines import AutoDecoderTrainer
+from medrefine.errors import GeometryError, InputError
+from medrefine.io import load_label, save_nifti
+from medrefine.networks import ImplicitRefiner
+from medrefine.workflows.refinement import (
+    before_after_table,
+    evaluate_refinement,
+    export_model,
+    format_evaluation,
+    load_model,
+    load_refinement_cases,
+    refine_cases,
+)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("refine") / "cohort"
+    make_cardiac_cohort(out, cases=3, size=32, noise="moderate", seed=11)
+    return out
+
+
+def _small_net(num_cases: int) -> ImplicitRefiner:
+    torch.manual_seed(0)
+    return ImplicitRefiner(num_cases, 11, latent_dim=8, grid_channels=(8,), grid_sizes=(3,), hidden_channels=(16,))
+
+
+def test_cases_are_cubes_with_the_way_back(cohort):
+    cases = load_refinement_cases(cohort, size=20, num_classes=11)
+    assert [c["case"] for c in cases] == ["case_000", "case_001", "case_002"]
+    c = cases[0]
+    assert c["image"].shape == (1, 20, 20, 20) and c["image"].dtype == np.float32
+    assert 0.0 <= c["image"].min() and c["image"].max() <= 1.0
+    assert c["label"].shape == (20, 20, 20) and c["label_clean"].shape == (20, 20, 20)
+    assert c["info"]["original_shape"] == [32, 32, 32]
+
+
+def test_refined_label_keeps_the_input_geometry(cohort, tmp_path):
+    cases = load_refinement_cases(cohort, size=16, num_classes=11)
+    net = _small_net(len(cases))
+    written = refine_cases(net, cases, tmp_path / "out")
+    for case, paths in zip(cases, written):
+        ref = nib.load(case["label_path"])
+        out = nib.load(paths["refined"])
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out.affine, ref.affine, atol=1e-5)
+        unc = nib.load(paths["uncertainty"]).get_fdata()
+        assert unc.shape == ref.shape and unc.min() >= 0.0 and unc.max() <= 1.0 + 1e-6
+        changes = np.asarray(nib.load(paths["changes"]).dataobj)
+        refined = np.asarray(out.dataobj)
+        noisy = np.asarray(ref.dataobj)
+        np.testing.assert_array_equal(changes != 0, (refined != noisy) & (refined != 0))
+    table = (tmp_path / "out" / "changes.csv").read_text().splitlines()
+    assert table[0] == "case,class_id,input_voxels,refined_voxels,added,removed"
+    assert len(table) == 1 + 3 * 10
+
+
+def test_train_export_load_refine_evaluate(cohort, tmp_path):
+    cases = load_refinement_cases(cohort, size=16, num_classes=11)
+    net = _small_net(len(cases))
+    trainer = AutoDecoderTrainer(net, torch.optim.Adam(net.parameters(), 1e-2), cases, max_epochs=2, batch_size=3,
+                                 train_resolution=8, checkpoint_dir=tmp_path / "models", progress=False,
+                                 tensorboard=False)
+    trainer.run()
+    export_model(trainer, cases, tmp_path / "models")
+    fresh = _small_net(len(cases))
+    names = load_model(fresh, tmp_path / "models")
+    assert names == ["case_000", "case_001", "case_002"]
+    for a, b in zip(fresh.state_dict().values(), net.state_dict().values()):
+        assert torch.equal(a, b)
+    refined = refine_cases(fresh, cases[::-1], tmp_path / "out", trained_cases=names)  # order does not matter
+    result = evaluate_refinement(cases, tmp_path / "out", classes=11, refined=refined, report=False)
+    table = result["before_after"]
+    assert list(table.columns) == ["class_id", "class_name", "before", "after", "delta"]
+    assert table.iloc[-1]["class_name"] == "mean foreground"
+    np.testing.assert_allclose(table["delta"], table["after"] - table["before"])
+    assert "input Dice" in format_evaluation(result)
+    with pytest.raises(InputError, match="case_001: the model was not trained on it"):
+        refine_cases(fresh, cases[1:2], tmp_path / "x", trained_cases=["case_000"])
+
+
+def test_inductive_mode_fits_a_new_code(cohort, tmp_path):
+    cases = load_refinement_cases(cohort, size=16, num_classes=11)
+    net = _small_net(2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    written = refine_cases(net, cases[2:], tmp_path / "ind", mode="inductive", trained_cases=["a", "b"],
+                           fit_steps=3, fit_resolution=8)
+    assert load_label(written[0]["refined"]).shape == (32, 32, 32)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed during inductive refinement"
+
+
+def test_before_after_table_values():
+    import pandas as pd
+
+    def frame(values):
+        return pd.DataFrame([{"case": c, "class_id": k, "class_name": f"c{k}", "metric": "dice", "value": v}
+                             for (c, k), v in values.items()])
+
+    before = frame({("a", 1): 0.5, ("a", 2): 0.7, ("b", 1): 0.7, ("b", 2): 0.9})
+    after = frame({("a", 1): 0.8, ("a", 2): 0.8, ("b", 1): 0.8, ("b", 2): 1.0})
+    t = before_after_table(before, after)
+    assert t.loc[t.class_id == 1, "before"].item() == pytest.approx(0.6)
+    assert t.loc[t.class_id == 1, "delta"].item() == pytest.approx(0.2)
+    assert t.iloc[-1]["before"] == pytest.approx(0.7) and t.iloc[-1]["after"] == pytest.approx(0.85)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def _copy(cohort, tmp_path):
+    dest = tmp_path / "cohort"
+    shutil.copytree(cohort, dest)
+    return dest
+
+
+def test_label_with_more_classes_than_configured(cohort, tmp_path):
+    dest = _copy(cohort, tmp_path)
+    with pytest.raises(InputError, match=r"case case_000: .*labels_noisy/case_000\.nii\.gz.*(class|value)"):
+        load_refinement_cases(dest, size=8, num_classes=5)
+
+
+def test_missing_image_file_names_the_file(cohort, tmp_path):
+    dest = _copy(cohort, tmp_path)
+    (dest / "images" / "case_001.nii.gz").unlink()
+    with pytest.raises(InputError, match=r"case_001\.nii\.gz"):
+        load_refinement_cases(dest, size=8, num_classes=11)
+
+
+def test_missing_appearance_in_multinear_layout(tmp_path):
+    from medrefine.data.layouts import write_multinear
+
+    rng = np.random.default_rng(0)
+    cases = [{"case": f"c{i}", "appearance": rng.random((8, 8, 8), dtype=np.float32),
+              "shape": rng.integers(0, 3, (8, 8, 8)).astype(np.uint8)} for i in range(2)]
+    root = write_multinear(tmp_path / "mn", cases)
+    (root / "appearance" / "c1.npy").unlink()
+    with pytest.raises(InputError, match="c1"):
+        load_refinement_cases(root, size=8, num_classes=3)
+
+
+def test_label_grid_differs_from_image(cohort, tmp_path):
+    dest = _copy(cohort, tmp_path)
+    label = load_label(dest / "labels_noisy" / "case_002.nii.gz")
+    affine = label.affine.copy()
+    affine[0, 3] += 25.0
+    save_nifti(label.array, dest / "labels_noisy" / "case_002.nii.gz", affine=affine)
+    with pytest.raises(GeometryError, match=r"(?s)case case_002: .*case_002\.nii\.gz"):
+        load_refinement_cases(dest, size=8, num_classes=11)
+
+
+def test_source_that_is_no_dataset(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="expected a datalist.json or the MultiNeAR layout"):
+        load_refinement_cases(tmp_path / "empty")
+    bad = tmp_path / "d.json"
+    bad.write_text(json.dumps({"training": []}))
+    with pytest.raises(InputError):
+        load_refinement_cases(bad)
