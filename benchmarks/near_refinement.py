@@ -85,6 +85,7 @@ def summarise(per_case: list[dict[str, dict[int, float]]], classes: dict[int, st
         "dice": float(np.nanmean(np.nanmean(dice, axis=1))),
         "hd95": float(np.nanmean(np.nanmean(hd, axis=1))),
         "per_class": {c: float(np.nanmean(dice[:, i])) for i, c in enumerate(fg)},
+        "per_class_hd95": {c: float(np.nanmedian(hd[:, i])) for i, c in enumerate(fg)},
     }
 
 
@@ -159,7 +160,8 @@ def train_near(cases, args, workdir: Path):
     from medrefine.networks import ImplicitRefiner
 
     k = 11 if args.num_classes is None else args.num_classes
-    net = ImplicitRefiner(num_cases=len(cases), out_channels=k, grid_sizes=(4, 8), grid_channels=(64, 32))
+    net = ImplicitRefiner(num_cases=len(cases), out_channels=k, grid_sizes=(4, 8), grid_channels=(64, 32),
+                         hidden_channels=(256, 256, 128))
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
     loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
     trainer = create_autodecoder_trainer(
@@ -195,6 +197,12 @@ def print_table(results: dict[str, dict], classes: dict[int, str]) -> None:
         if c == 0:
             continue
         print(f"{name:<24}" + "".join(f"{results[n]['per_class'][c]:>8.3f}" for n in names))
+    print("\nper-class HD95 (mm), median over cases (a class missing from a prediction counts as the volume's diagonal)")
+    print(f"{'class':<24}" + "".join(f"{n.split(' ')[0]:>8}" for n in names))
+    for c, name in classes.items():
+        if c == 0:
+            continue
+        print(f"{name:<24}" + "".join(f"{results[n]['per_class_hd95'][c]:>8.2f}" for n in names))
 
 
 def main(argv: list[str] | None = None) -> int:
