@@ -22,6 +22,9 @@ from medrefine.metrics.case import COLUMNS, compute_case_metrics
 if TYPE_CHECKING:
     import pandas as pd
 
+from medrefine.data.datalist import IMAGE_SUFFIXES as LABEL_SUFFIXES
+from medrefine.data.datalist import case_id
+
 __all__ = [
     "LABEL_SUFFIXES",
     "case_id",
@@ -35,19 +38,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: File endings read as volumes (longest first when stripping the case id).
-LABEL_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".npy")
-
 Pair = tuple[str, Path, Path]
-
-
-def case_id(path: str | PathLike) -> str:
-    """Case id of a volume file: its name without the image suffix (``a/ct_1.nii.gz`` -> ``ct_1``)."""
-    name = Path(path).name
-    for suffix in sorted(LABEL_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def list_cases(path: str | PathLike, *, role: str = "folder", folders: bool = False) -> dict[str, Path]:
