@@ -23,11 +23,12 @@ __all__ = ["DEMO_RECIPE", "DemoResult", "run_demo"]
 logger = logging.getLogger(__name__)
 
 #: Bundle overrides that make the refinement fit a laptop CPU in a few minutes (64^3 cubes,
-#: random point subsets); the bundle's own defaults are the full 128^3 recipe.
+#: random point subsets, a narrower point MLP); the bundle's own defaults are the full recipe.
 DEMO_RECIPE: dict[str, Any] = {
     "resolution": 64,
     "train_resolution": 32,
     "num_points": 8192,
+    "hidden_channels": [128, 128, 64],
     "epochs": 300,
     "batch_size": 8,
     "lr_milestones": [180, 255],

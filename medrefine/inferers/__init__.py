@@ -1,7 +1,8 @@
-"""Inferers MONAI lacks: chunked decoding of implicit networks and the reviewer's maps."""
+"""Inferers MONAI lacks: chunked decoding of implicit networks, low-memory sliding windows."""
 
 from __future__ import annotations
 
 from medrefine.inferers.implicit import change_map, decode_volume, entropy
+from medrefine.inferers.slab import SlabSlidingWindowInferer, slab_sliding_window_argmax
 
-__all__ = ["change_map", "decode_volume", "entropy"]
+__all__ = ["SlabSlidingWindowInferer", "change_map", "decode_volume", "entropy", "slab_sliding_window_argmax"]

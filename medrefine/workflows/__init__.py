@@ -1,10 +1,12 @@
 """Workflows: the end-to-end pipelines the bundles' configs call.
 
-- :mod:`medrefine.workflows.refinement`: annotation refinement (NeAR) from cohort to report.
+- :mod:`medrefine.workflows.refinement`: annotation refinement (NeAR) from cohort to report;
+- :mod:`medrefine.workflows.segmentation`: the multi-structure CT segmentation bundle's parts;
+- :mod:`medrefine.workflows.training`: training bookkeeping (resume, CSV history, curve PNG).
 """
 
 from __future__ import annotations
 
 from medrefine._lazy import lazy_submodules
 
-__getattr__, __dir__ = lazy_submodules(__name__, ("refinement",))
+__getattr__, __dir__ = lazy_submodules(__name__, ("refinement", "segmentation", "training"))

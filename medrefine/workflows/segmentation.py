@@ -1,0 +1,545 @@
+"""Multi-organ segmentation: the glue the ``multiorgan_ct_segmentation`` bundle's configs call.
+
+MONAI provides the parts (networks, transforms, SupervisedTrainer/SupervisedEvaluator, handlers,
+inferers); what it lacks, and what lives here, is the small amount of choosing and bookkeeping a
+config cannot express in one line:
+
+- :func:`class_table` / :func:`select_structures`: the class table of a cohort (``classes.json``,
+  a datalist's ``"labels"`` or TotalSegmentator's ``{"total": ...}``), optionally restricted to
+  structures chosen by name;
+- :func:`load_cases`: the cases of a decathlon datalist, or of a folder of TotalSegmentator cases
+  (``<case>/ct.nii.gz`` + ``<case>/segmentations/*.nii.gz``, merged once into multi-label maps
+  with :func:`medrefine.data.layouts.totalseg_to_multilabel`), split into training and validation;
+- :func:`build_network` / :func:`build_inferer`: one config key picks the 3D U-Net, the 3D
+  Attention U-Net (both with Gaussian sliding-window inference) or the 2D U-Net applied slice by
+  slice (:class:`monai.inferers.SliceInferer`);
+- :func:`label_to_index` / :func:`label_target` / :func:`build_loss` /
+  :func:`validation_postprocessing` / :func:`to_label_map`: label values to channel indices and
+  back, and the multi-class (softmax, DiceCE) and multi-label (sigmoid per structure, BCE + Dice)
+  formulations;
+- :class:`TrainingHistory`: per-epoch CSV history and a training-curve PNG;
+- :func:`resume_from_latest`, :func:`write_label_map`, :func:`split_structures`,
+  :func:`case_name_formatter`, :func:`evaluate_predictions` (per-structure metrics and report).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medrefine.errors import InputError
+
+__all__ = [
+    "FORMULATIONS",
+    "NETWORKS",
+    "build_inferer",
+    "build_loss",
+    "build_network",
+    "case_name_formatter",
+    "class_table",
+    "evaluate_predictions",
+    "inference_cases",
+    "inference_label_map",
+    "label_target",
+    "label_to_index",
+    "load_cases",
+    "out_channels",
+    "patch_size",
+    "select_structures",
+    "spatial_dims",
+    "split_cases",
+    "split_structures",
+    "split_structures_folder",
+    "squeeze_slice",
+    "to_label_map",
+    "totalseg_table",
+    "validation_postprocessing",
+    "write_label_map",
+]
+
+logger = logging.getLogger(__name__)
+
+NETWORKS = ("unet3d", "attention_unet3d", "unet2d")
+FORMULATIONS = ("multiclass", "multilabel")
+
+
+def _check_option(value: str, options: Sequence[str], name: str) -> str:
+    if value not in options:
+        import difflib
+
+        close = difflib.get_close_matches(str(value), options, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"`{name}` must be one of {list(options)}, got {value!r}{hint}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# classes and cases
+
+
+def class_table(
+    dataset_dir: str | Path,
+    *,
+    num_classes: int | None = None,
+    task: str | None = None,
+    structures: Sequence[str] | None = None,
+) -> dict[int, str]:
+    """The class table of a cohort: ``{value: name}`` with ``0: "background"``.
+
+    For a folder of TotalSegmentator cases without ``classes.json``: :func:`totalseg_table`.
+
+    Looked up in ``dataset_dir/classes.json`` (any shape :func:`medrefine.data.classes.load_classes`
+    reads; ``task`` picks e.g. TotalSegmentator's ``"total"``), then the ``"labels"`` of
+    ``dataset_dir/datalist.json``; without either, ``num_classes`` classes named ``class_<i>``.
+
+    Raises:
+        InputError: no table found and no ``num_classes`` given.
+    """
+    from medrefine.data.classes import default_classes, load_classes, parse_classes
+
+    root = Path(dataset_dir)
+    if _is_totalseg(root) and not (root / "classes.json").is_file():
+        table = totalseg_table(root, structures)
+    elif (root / "classes.json").is_file():
+        table = load_classes(root / "classes.json", task=task)
+    elif (root / "datalist.json").is_file() and json.loads((root / "datalist.json").read_text()).get("labels"):
+        table = parse_classes(json.loads((root / "datalist.json").read_text())["labels"], source=str(root))
+    elif num_classes is not None:
+        table = default_classes(int(num_classes))
+    else:
+        raise InputError(f"{root}: no classes.json or datalist labels; set `num_classes`")
+    table = {int(k): str(v) for k, v in table.items()}
+    table.setdefault(0, "background")
+    if num_classes is not None and len(table) != int(num_classes):
+        logger.warning("num_classes=%s but the class table of %s has %d classes; using the table",
+                       num_classes, root, len(table))
+    return dict(sorted(table.items()))
+
+
+def select_structures(classes: Mapping[int, str], structures: Sequence[str] | None) -> dict[int, str]:
+    """Restrict a class table to structures chosen by name (keeps their label values).
+
+    Raises:
+        InputError: a name is not in the table (with a did-you-mean).
+    """
+    classes = {int(k): v for k, v in classes.items()}
+    if not structures:
+        return dict(sorted(classes.items()))
+    by_name = {v: k for k, v in classes.items()}
+    unknown = [s for s in structures if s not in by_name]
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, list(by_name), n=1)) else "")
+                 for u in unknown]
+        raise InputError(f"`structures`: unknown structure(s) {', '.join(hints)}")
+    chosen = {0: classes.get(0, "background")}
+    chosen.update({by_name[s]: s for s in structures})
+    return dict(sorted(chosen.items()))
+
+
+def _is_totalseg(root: Path) -> bool:
+    return root.is_dir() and not (root / "datalist.json").is_file() and any(root.glob("*/segmentations"))
+
+
+def totalseg_table(root: str | Path, structures: Sequence[str] | None = None) -> dict[int, str]:
+    """Class table of a folder of TotalSegmentator cases: ``structures`` (default: the masks of
+    the first case, alphabetically) numbered 1..N in that order."""
+    from medrefine.data.layouts import list_totalseg_cases, totalseg_structures
+
+    names = list(structures) if structures else sorted(totalseg_structures(list_totalseg_cases(root)[0]))
+    return {0: "background", **{i + 1: name for i, name in enumerate(names)}}
+
+
+def _totalseg_cases(root: Path, structures: Sequence[str] | None, cache_dir: Path) -> tuple[list[dict], dict[int, str]]:
+    from medrefine.data.layouts import list_totalseg_cases, totalseg_to_multilabel
+    from medrefine.io import save_nifti
+
+    cases = []
+    classes = {k: v for k, v in totalseg_table(root, structures).items() if k}
+    for case_dir in list_totalseg_cases(root):
+        label, _ = totalseg_to_multilabel(case_dir, structures=list(classes.values()), classes=classes)
+        out = cache_dir / "labels" / f"{case_dir.name}.nii.gz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_nifti(label.array, out, affine=label.affine)
+        cases.append({"case": case_dir.name, "image": str(case_dir / "ct.nii.gz"), "label": str(out)})
+    return cases, {0: "background", **classes}
+
+
+def load_cases(
+    dataset_dir: str | Path,
+    *,
+    key: str = "training",
+    structures: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+    label_key: str = "label",
+) -> list[dict[str, Any]]:
+    """The cases of a cohort as MONAI dictionaries (``image``, ``label``, ``case``; absolute paths).
+
+    ``dataset_dir`` is a decathlon datalist (a JSON file, or a folder holding ``datalist.json``,
+    entries read from ``key``), or a folder of TotalSegmentator cases, whose masks are merged once
+    into multi-label maps under ``cache_dir`` (default ``dataset_dir/.multilabel``) with the
+    ``structures`` chosen (a ``classes.json`` is written there too). ``label_key`` names the
+    datalist key used as the label (e.g. ``"label_clean"``); entries keep only ``case``,
+    ``image`` and ``label``.
+
+    Raises:
+        InputError: nothing readable at ``dataset_dir``, or a listed file is missing.
+    """
+    from medrefine.data.datalist import load_datalist
+
+    root = Path(dataset_dir)
+    datalist = root if root.is_file() else root / "datalist.json"
+    if datalist.is_file():
+        entries = load_datalist(datalist, key)
+        missing = [i for i, e in enumerate(entries) if label_key not in e or "image" not in e]
+        if missing:
+            raise InputError(f"{datalist}: entries {missing} of {key!r} lack 'image' or {label_key!r}")
+        # only image/label/case: MONAI's Spacingd takes any other key starting with "label_" for metadata
+        return [{"case": str(e.get("case", Path(e["image"]).name.split(".")[0])), "image": e["image"], "label": e[label_key]}
+                for e in entries]
+    if _is_totalseg(root):
+        from medrefine.data.classes import save_classes
+
+        cache = Path(cache_dir) if cache_dir else root / ".multilabel"
+        cases, classes = _totalseg_cases(root, structures, cache)
+        save_classes(classes, cache / "classes.json")
+        return cases
+    raise InputError(f"{root}: expected a datalist JSON, a folder with datalist.json, or TotalSegmentator cases")
+
+
+def split_cases(cases: Sequence[Mapping], part: str, *, num_val: int = 1) -> list[dict]:
+    """Training or validation part of ``cases``: the last ``num_val`` cases validate.
+
+    With a single case (fit-to-one-case), training and validation share it.
+    """
+    _check_option(part, ("train", "val"), "part")
+    cases = [dict(c) for c in cases]
+    if len(cases) <= 1 or num_val <= 0:
+        return cases
+    num_val = min(int(num_val), len(cases) - 1)
+    return cases[:-num_val] if part == "train" else cases[-num_val:]
+
+
+# ---------------------------------------------------------------------------------------------
+# networks, inferers, formulations
+
+
+def out_channels(num_classes: int, formulation: str) -> int:
+    """Network output channels: one per class (softmax) or one per structure (sigmoid)."""
+    _check_option(formulation, FORMULATIONS, "formulation")
+    return int(num_classes) if formulation == "multiclass" else int(num_classes) - 1
+
+
+def build_network(
+    name: str,
+    *,
+    in_channels: int = 1,
+    out_channels: int,
+    channels: Sequence[int] = (16, 32, 64, 128, 256),
+    strides: Sequence[int] | None = None,
+    num_res_units: int = 2,
+    dropout: float = 0.0,
+) -> torch.nn.Module:
+    """The network chosen by one config key.
+
+    Args:
+        name: ``"unet3d"`` (:class:`monai.networks.nets.UNet`, 3D), ``"attention_unet3d"``
+            (:class:`monai.networks.nets.AttentionUnet`, 3D) or ``"unet2d"`` (2D U-Net on axial slices).
+        channels: feature channels per level; ``strides`` default 2 between levels.
+    """
+    from monai.networks.nets import AttentionUnet, UNet
+
+    _check_option(name, NETWORKS, "network_name")
+    strides = tuple(strides) if strides is not None else (2,) * (len(channels) - 1)
+    dims = 2 if name == "unet2d" else 3
+    if name == "attention_unet3d":
+        return AttentionUnet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
+                             channels=tuple(channels), strides=strides, dropout=dropout)
+    return UNet(spatial_dims=dims, in_channels=in_channels, out_channels=out_channels, channels=tuple(channels),
+                strides=strides, num_res_units=num_res_units, dropout=dropout)
+
+
+def spatial_dims(name: str) -> int:
+    """2 for the slice-wise network, 3 otherwise."""
+    return 2 if _check_option(name, NETWORKS, "network_name") == "unet2d" else 3
+
+
+def patch_size(name: str, roi_size: Sequence[int]) -> list[int]:
+    """Training crop of the 3D volume: ``roi_size``, or one axial slice ``(X, Y, 1)`` for 2D."""
+    roi = [int(r) for r in roi_size]
+    return roi[:2] + [1] if spatial_dims(name) == 2 else roi
+
+
+def build_inferer(name: str, *, roi_size: Sequence[int], sw_batch_size: int = 4, overlap: float = 0.25,
+                  mode: str = "gaussian", progress: bool = False, low_memory: bool = False):
+    """Gaussian sliding-window inference for the 3D networks, slice by slice for ``unet2d``.
+
+    With ``low_memory`` (3D networks), :class:`medrefine.inferers.slab.SlabSlidingWindowInferer`:
+    the same windows and weights, but the argmax is written slab by slab and the inferer returns
+    class indices ``(B, 1, *spatial)`` instead of logits (multi-class only).
+    """
+    from monai.inferers import SliceInferer, SlidingWindowInferer
+
+    if low_memory:
+        if spatial_dims(name) == 2:
+            raise ValueError("`low_memory` inference is for the 3D networks; the 2D network already runs slice by slice")
+        from medrefine.inferers.slab import SlabSlidingWindowInferer
+
+        return SlabSlidingWindowInferer(roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode,
+                                        progress=progress)
+    if spatial_dims(name) == 2:
+        return SliceInferer(roi_size=tuple(int(r) for r in roi_size[:2]), spatial_dim=2, sw_batch_size=sw_batch_size,
+                            overlap=overlap, mode=mode, progress=progress)
+    return SlidingWindowInferer(roi_size=tuple(int(r) for r in roi_size), sw_batch_size=sw_batch_size,
+                                overlap=overlap, mode=mode, progress=progress)
+
+
+def squeeze_slice(name: str, keys: Sequence[str] = ("image", "label")):
+    """Drop the singleton axial axis of 2D training crops (identity for the 3D networks)."""
+    from monai.transforms import Identityd, SqueezeDimd
+
+    return SqueezeDimd(keys=list(keys), dim=3) if spatial_dims(name) == 2 else Identityd(keys=list(keys))
+
+
+def _structure_channels(label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    from monai.networks.utils import one_hot
+
+    return one_hot(label.long(), num_classes, dim=0)[1:].float()
+
+
+def label_target(formulation: str, num_classes: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Label transform of the formulation: the label map (multi-class) or one channel per structure."""
+    _check_option(formulation, FORMULATIONS, "formulation")
+    if formulation == "multiclass":
+        return lambda label: label
+    return lambda label: _structure_channels(label, int(num_classes))
+
+
+def build_loss(formulation: str, *, lambda_dice: float = 1.0, lambda_ce: float = 1.0) -> torch.nn.Module:
+    """:class:`monai.losses.DiceCELoss`: softmax + cross-entropy, or sigmoid + BCE per structure."""
+    from monai.losses import DiceCELoss
+
+    multiclass = _check_option(formulation, FORMULATIONS, "formulation") == "multiclass"
+    return DiceCELoss(to_onehot_y=multiclass, softmax=multiclass, sigmoid=not multiclass,
+                      lambda_dice=lambda_dice, lambda_ce=lambda_ce)
+
+
+def validation_postprocessing(formulation: str, num_classes: int):
+    """Post-transforms making ``pred`` and ``label`` one-hot channels for :class:`~monai.handlers.MeanDice`."""
+    from monai.transforms import Activationsd, AsDiscreted, Compose
+
+    if _check_option(formulation, FORMULATIONS, "formulation") == "multiclass":
+        return Compose([Activationsd(keys="pred", softmax=True),
+                        AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=int(num_classes))])
+    return Compose([Activationsd(keys="pred", sigmoid=True), AsDiscreted(keys="pred", threshold=0.5)])
+
+
+def _label_from_logits(pred: torch.Tensor, formulation: str, values: torch.Tensor, threshold: float) -> torch.Tensor:
+    if pred.shape[0] == 1 and not pred.is_floating_point():  # class indices from the low-memory inferer
+        if formulation != "multiclass":
+            raise ValueError("class indices (low-memory inference) need `formulation='multiclass'`")
+        index = pred.long()
+    elif formulation == "multiclass":
+        index = pred.argmax(dim=0, keepdim=True)
+    else:
+        prob = torch.sigmoid(pred.float())
+        best, index = prob.max(dim=0, keepdim=True)
+        index = torch.where(best > threshold, index + 1, torch.zeros_like(index))
+    return values.to(index.device)[index]
+
+
+def to_label_map(formulation: str, label_map: Mapping[int, str], threshold: float = 0.5) -> Callable:
+    """Logits ``(C, *spatial)`` -> one label map ``(1, *spatial)`` with the classes' own values.
+
+    Multi-class: argmax (or, for integer ``(1, *spatial)`` input, class indices already). Multi-label: each voxel takes the most probable structure whose
+    probability exceeds ``threshold`` (0 elsewhere). Channel ``i`` of the network is the
+    ``i``-th class of ``label_map`` (sorted by value), so a subset of structures is written with
+    its original label values. The result keeps ``pred``'s metadata (for :class:`~monai.transforms.Invertd`).
+    """
+    _check_option(formulation, FORMULATIONS, "formulation")
+    values = torch.tensor(sorted(int(k) for k in label_map), dtype=torch.int16)
+
+    def convert(pred: torch.Tensor) -> torch.Tensor:
+        out = _label_from_logits(pred, formulation, values, threshold)
+        if hasattr(pred, "copy_meta_from"):
+            from monai.data import MetaTensor
+
+            out = MetaTensor(out, meta=pred.meta, applied_operations=pred.applied_operations)
+        return out
+
+    return convert
+
+
+def label_to_index(label_map: Mapping[int, str]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Label values -> channel indices ``0..N-1`` of the classes of ``label_map``; other values -> 0.
+
+    (MONAI's :class:`~monai.transforms.MapLabelValue` leaves unlisted values unchanged, so a
+    subset of structures would keep the others' values.)
+    """
+    values = sorted(int(k) for k in label_map)
+
+    def convert(label: torch.Tensor) -> torch.Tensor:
+        top = max(int(label.max()) if label.numel() else 0, values[-1]) + 1
+        lut = torch.zeros(top, dtype=torch.int16, device=label.device)
+        lut[torch.tensor(values, device=label.device)] = torch.arange(len(values), dtype=torch.int16, device=label.device)
+        out = lut[label.long()]
+        if hasattr(label, "copy_meta_from"):
+            from monai.data import MetaTensor
+
+            out = MetaTensor(out.as_subclass(torch.Tensor), meta=label.meta, applied_operations=label.applied_operations)
+        return out
+
+    return convert
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def write_label_map(label_map: Mapping[int, str], output_dir: str | Path) -> Path:
+    """Write ``output_dir/label_map.json`` (``{"0": "background", "5": "liver", ...}``)."""
+    from medrefine.data.classes import save_classes
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return save_classes(label_map, out / "label_map.json")
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def split_structures(label_path: str | Path, label_map: Mapping[int, str], out_dir: str | Path | None = None) -> list[Path]:
+    """Write one 0/1 NIfTI per structure of a multi-label file (TotalSegmentator-style).
+
+    Files go to ``out_dir`` (default ``<label file without suffix>_structures/``) as ``<name>.nii.gz``,
+    with the label's affine.
+    """
+    import nibabel as nib
+
+    from medrefine.io import save_nifti
+
+    label_path = Path(label_path)
+    img = nib.load(str(label_path))
+    data = np.asarray(img.dataobj)
+    out = Path(out_dir) if out_dir else label_path.with_name(label_path.name.split(".")[0] + "_structures")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for value, name in sorted(label_map.items()):
+        if int(value) == 0:
+            continue
+        path = out / f"{_safe_name(name)}.nii.gz"
+        save_nifti((data == int(value)).astype(np.uint8), path, affine=img.affine)
+        written.append(path)
+    return written
+
+
+def inference_cases(dataset_dir: str | Path, *, key: str = "training") -> list[dict[str, Any]]:
+    """Images to segment: the ``image`` of each datalist entry, or every image file of a folder.
+
+    Raises:
+        InputError: no images found.
+    """
+    from medrefine.data.datalist import load_datalist
+
+    root = Path(dataset_dir)
+    datalist = root if root.is_file() else root / "datalist.json"
+    if datalist.is_file():
+        return [{"case": str(e.get("case", Path(e["image"]).name.split(".")[0])), "image": e["image"]}
+                for e in load_datalist(datalist, key)]
+    if list(root.glob("*/ct.nii.gz")):
+        return [{"case": p.parent.name, "image": str(p)} for p in sorted(root.glob("*/ct.nii.gz"))]
+    images = sorted(p for p in root.glob("*") if p.name.endswith((".nii.gz", ".nii", ".nrrd", ".mha")))
+    if not images:
+        raise InputError(f"{root}: no datalist.json, TotalSegmentator cases or image files to segment")
+    return [{"case": p.name.split(".")[0], "image": str(p)} for p in images]
+
+
+def inference_label_map(model_dir: str | Path, dataset_dir: str | Path, *, num_classes: int | None = None,
+                        task: str | None = None, structures: Sequence[str] | None = None) -> dict[int, str]:
+    """The label map the model was trained with (``model_dir/label_map.json``), else the cohort's."""
+    from medrefine.data.classes import load_classes
+
+    path = Path(model_dir) / "label_map.json"
+    if path.is_file():
+        return dict(sorted(load_classes(path).items()))
+    return select_structures(class_table(dataset_dir, num_classes=num_classes, task=task, structures=structures), structures)
+
+
+def case_name_formatter(cases: Sequence[Mapping]) -> Callable[[Mapping, Any], dict[str, Any]]:
+    """``output_name_formatter`` for :class:`~monai.transforms.SaveImaged`: files named by case id.
+
+    MONAI names outputs after the input file, which collides for TotalSegmentator's
+    ``<case>/ct.nii.gz``; this maps each image path back to its case.
+    """
+    by_image = {str(Path(c["image"]).resolve()): str(c["case"]) for c in cases}
+
+    def formatter(metadict: Mapping, saver: Any) -> dict[str, Any]:
+        source = str(metadict.get("filename_or_obj", ""))
+        try:
+            case = by_image.get(str(Path(source).resolve()))
+        except OSError:
+            case = None
+        return {"subject": case or Path(source).name.split(".")[0], "idx": metadict.get("patch_index")}
+
+    return formatter
+
+
+def split_structures_folder(output_dir: str | Path, label_map: Mapping[int, str], postfix: str = "seg") -> list[Path]:
+    """:func:`split_structures` for every ``*_<postfix>.nii.gz`` in ``output_dir``."""
+    written = []
+    for path in sorted(Path(output_dir).glob(f"*_{postfix}.nii.gz")):
+        written += split_structures(path, label_map)
+    return written
+
+
+def _find_prediction(output_dir: Path, case: str, postfix: str = "seg") -> Path:
+    path = output_dir / f"{case}_{postfix}.nii.gz"
+    if not path.is_file():
+        raise InputError(f"{output_dir}: no prediction for case {case!r} (expected {path.name})")
+    return path
+
+
+def evaluate_predictions(
+    cases: Sequence[Mapping],
+    output_dir: str | Path,
+    label_map: Mapping[int, str],
+    *,
+    metrics: Sequence[str] = ("dice", "iou", "hd95", "assd", "nsd"),
+    nsd_tolerance_mm: float = 1.0,
+    report: bool = True,
+    title: str = "multi-organ segmentation",
+    postfix: str = "seg",
+):
+    """Score the written predictions against the cases' labels, per structure.
+
+    Predictions are ``output_dir/<case>_<postfix>.nii.gz`` in the labels' geometry and values.
+    Writes ``output_dir/metrics.csv`` (:func:`medrefine.metrics.write_metrics_csv`) and, with
+    ``report``, ``output_dir/report/`` (:func:`medrefine.reports.write_report`).
+
+    Returns:
+        The tidy metrics table.
+    """
+    from medrefine.metrics import evaluate_pairs, summarize, write_metrics_csv
+
+    out = Path(output_dir)
+    pairs = [(str(c["case"]), _find_prediction(out, str(c["case"]), postfix), Path(c["label"])) for c in cases]
+    classes = {int(k): v for k, v in label_map.items() if int(k) != 0}
+    df = evaluate_pairs(pairs, classes=classes, metrics=metrics, nsd_tolerance_mm=nsd_tolerance_mm)
+    write_metrics_csv(df, out / "metrics.csv")
+    if report:
+        from medrefine.reports import write_report
+
+        write_report(df, out / "report", title=title)
+    dice = summarize(df)
+    dice = dice[dice["metric"] == "dice"]
+    for _, row in dice.iterrows():
+        logger.info("dice %-24s %.4f (n=%d)", row["class_name"], row["mean"], row["n"])
+    return df
