@@ -32,7 +32,12 @@ from medrefine.metrics.evaluate import (
     match_folders,
     write_sources,
 )
-from medrefine.metrics.summary import read_metrics_csv, success_rates, summarize, write_metrics_csv
+from medrefine.metrics.summary import (
+    read_metrics_csv,
+    success_rates,
+    summarize,
+    write_metrics_csv,
+)
 
 #: All metric names (``compute_case_metrics(metrics=ALL)``).
 ALL: tuple[str, ...] = METRICS

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medrefine.metrics.binary import METRICS, binary_metrics, check_metrics, check_spacing
+from medrefine.metrics.binary import (
+    METRICS,
+    binary_metrics,
+    check_metrics,
+    check_spacing,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
