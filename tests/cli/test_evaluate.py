@@ -139,7 +139,7 @@ def test_dicom_seg_against_series_grid(shared_data, tmp_path):
     out = tmp_path / "m.csv"
     result = invoke("--pred", str(seg), "--ref", str(ref), "--out", str(out), "--no-progress")
     assert result.exit_code == 1
-    assert str(seg) in result.output and str(ref) in result.output
+    assert str(seg.resolve()) in result.output and str(ref.resolve()) in result.output  # paths are shown resolved
     assert "share one voxel grid" in result.output and "--resample" in result.output
     result = invoke("--pred", str(seg), "--ref", str(ref), "--out", str(out), "--resample", "--no-progress",
                     "--classes", str(shared_data / "classes.json"), "--task", "total", "--metrics", "dice,hd95")
