@@ -72,7 +72,7 @@ def run_demo(
     from medrefine.data.phantoms import make_cardiac_cohort
 
     start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     for sub in ("cohort", "models", "logs", "refinement"):
         if (out_dir / sub).exists():
             shutil.rmtree(out_dir / sub)

@@ -264,7 +264,8 @@ class AutoDecoderTrainer(Engine):
         """Path of the best network checkpoint written so far, or None."""
         if self._best is None or self._best.last_checkpoint is None:
             return None
-        return Path(self.checkpoint_dir) / str(self._best.last_checkpoint)
+        # ignite reports the file joined with the saver's folder (absolute or relative): keep the name
+        return Path(self.checkpoint_dir) / Path(str(self._best.last_checkpoint)).name
 
     def load_latest(self) -> bool:
         """Load network, optimizer, scheduler and engine state from the latest checkpoint, if any."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
@@ -155,3 +156,22 @@ def test_trainer_argument_errors(blob_cases, tmp_path):
         _trainer(blob_cases[:2], tmp_path, key_metric="claen")
     with pytest.raises(InputError, match="needs a 'label_clean'"):
         _trainer(blob_cases[:2], tmp_path, key_metric="clean")
+
+
+def test_best_checkpoint_with_a_relative_folder(tmp_path, monkeypatch):
+    """The best checkpoint's path must exist also when checkpoint_dir is relative to the cwd."""
+    import torch as _torch
+
+    from medrefine.engines import AutoDecoderTrainer
+    from medrefine.networks import ImplicitRefiner
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    cases = [{"image": rng.random((1, 8, 8, 8), dtype=np.float32), "label": rng.integers(0, 3, (8, 8, 8)),
+              "label_clean": rng.integers(0, 3, (8, 8, 8))} for _ in range(2)]
+    net = ImplicitRefiner(2, 3, latent_dim=4, grid_channels=(4,), grid_sizes=(2,), hidden_channels=(8,))
+    trainer = AutoDecoderTrainer(net, _torch.optim.Adam(net.parameters(), 1e-2), cases, max_epochs=1, batch_size=2,
+                                 train_resolution=4, val_interval=1, checkpoint_dir="models", progress=False,
+                                 tensorboard=False)
+    trainer.run()
+    assert trainer.best_checkpoint is not None and trainer.best_checkpoint.is_file(), trainer.best_checkpoint
