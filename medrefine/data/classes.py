@@ -78,14 +78,9 @@ def load_classes(path: str | Path, *, task: str | None = None) -> dict[int, str]
     Raises:
         InputError: the file is missing, is not JSON, or has none of the accepted shapes.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: class table not found")
-    try:
-        table = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-    return parse_classes(table, task=task, source=str(path))
+    from medrefine.io import read_json
+
+    return parse_classes(read_json(path, what="class table"), task=task, source=str(path))
 
 
 def save_classes(classes: Mapping[int, str], path: str | Path) -> Path:

@@ -242,13 +242,10 @@ def read_datalist(path: str | Path) -> dict:
     Raises:
         InputError: the file is missing, is not valid JSON, or is not a JSON object.
     """
+    from medrefine.io import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"datalist not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not a valid datalist JSON ({err})") from None
+    data = read_json(path, what="datalist")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a datalist must be a JSON object, got {type(data).__name__}")
     return data

@@ -27,7 +27,6 @@ record of the geometry that a file-to-file round trip needs, hence these functio
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -454,12 +453,9 @@ def load_prepare_info(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / INFO_FILE
-    if not path.is_file():
-        raise InputError(f"{INFO_FILE} not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
+    from medrefine.io import read_json
+
+    data = read_json(path, what=INFO_FILE)
     if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
         raise InputError(f"{path}: expected an object with 'cases' {{case: info}}")
     return data

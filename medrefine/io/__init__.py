@@ -16,12 +16,14 @@ Example:
 from __future__ import annotations
 
 from medrefine.io.checks import check_same_grid
+from medrefine.io.jsonfile import read_json
 from medrefine.io.readers import SUPPORTED_SUFFIXES, load_image, load_label, load_pair
 from medrefine.io.resample import resample_to
 from medrefine.io.volume import Volume
 from medrefine.io.writers import atomic_write, save_nifti
 
 __all__ = [
+    "read_json",
     "Volume",
     "load_image",
     "load_label",

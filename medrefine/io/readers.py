@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medrefine.errors import InputError, did_you_mean
-from medrefine.io.checks import as_label_array, check_affine, check_finite, check_not_empty, check_same_grid
+from medrefine.io.checks import (
+    as_label_array,
+    check_affine,
+    check_finite,
+    check_not_empty,
+    check_same_grid,
+)
 from medrefine.io.volume import Volume
 
 if TYPE_CHECKING:

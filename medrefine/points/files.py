@@ -85,13 +85,10 @@ def read_points_json(path: str | PathLike) -> PointSet:
     Example:
         >>> points = read_points_json("points/case_000.json")
     """
+    from medrefine.io import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: point file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: could not read as JSON ({type(exc).__name__}: {exc})") from exc
+    data = read_json(path, what="point file")
     if isinstance(data, list):
         entries = data
     elif isinstance(data, dict) and isinstance(data.get("points"), list):
