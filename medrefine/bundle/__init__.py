@@ -8,7 +8,7 @@ them through MONAI's own bundle runner.
 from __future__ import annotations
 
 from medrefine.bundle.discovery import BundleInfo, bundles_root, config_files, find_bundle, list_bundles
-from medrefine.bundle.runner import parse_overrides, run_bundle
+from medrefine.bundle.runner import parse_overrides, run_bundle, run_workflow
 from medrefine.bundle.verify import verify_bundle_metadata
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "list_bundles",
     "parse_overrides",
     "run_bundle",
+    "run_workflow",
     "verify_bundle_metadata",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 from medrefine.bundle.discovery import BundleInfo, config_files, find_bundle
 from medrefine.errors import InputError
 
-__all__ = ["parse_overrides", "run_bundle"]
+__all__ = ["parse_overrides", "run_bundle", "run_workflow"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +73,42 @@ def run_bundle(
         logging_file=str(logging_conf) if logging_conf.is_file() else None,
         **params,
     )
+
+
+def run_workflow(
+    bundle: BundleInfo | str | Path,
+    mode: str = "train",
+    overrides: dict[str, Any] | None = None,
+    *,
+    extra_configs: list[str | Path] | None = None,
+) -> Any:
+    """Run ``mode`` of a bundle in this process through ``monai.bundle.ConfigWorkflow``.
+
+    Like :func:`run_bundle`, but returns the finished workflow, so its parsed parts (``trainer``,
+    ``network``, ...) can be inspected afterwards, as tests and notebooks want.
+
+    Args:
+        bundle: a bundle, its name under ``bundles/``, or its folder.
+        mode: ``train``, ``evaluate``, ``inference``, ``multi_gpu_train`` or a config stem.
+        overrides: config values to replace; ``bundle_root`` defaults to the bundle's folder.
+        extra_configs: config files layered on top of the mode's (e.g. ``configs/smoke.json``).
+
+    Returns:
+        The ``ConfigWorkflow`` after ``initialize``, ``run`` and ``finalize``.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    info = bundle if isinstance(bundle, BundleInfo) else find_bundle(bundle)
+    files = config_files(info, mode, extra_configs)
+    logging_conf = info.path / "configs" / "logging.conf"
+    workflow = ConfigWorkflow(
+        config_file=[str(f) for f in files],
+        meta_file=str(info.path / "configs" / "metadata.json"),
+        logging_file=str(logging_conf) if logging_conf.is_file() else None,
+        workflow_type=None,
+        **{"bundle_root": str(info.path), **(overrides or {})},
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from medrefine.bundle import config_files, list_bundles, verify_bundle_metadata
+from medrefine.bundle import config_files, list_bundles, run_workflow, verify_bundle_metadata
 from medrefine.bundle.discovery import bundles_root
 
 BUNDLES = list_bundles(bundles_root())
@@ -60,25 +60,11 @@ def test_bundle_layout(bundle):
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
 def test_bundle_configs_run(bundle, tiny_cohort, tmp_path):
-    from monai.bundle import ConfigWorkflow
-
     root = tmp_path / bundle.name
     shutil.copytree(bundle.path, root, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
-    smoke = root / "configs" / "smoke.json"
     for mode in (m for m in RUN_ORDER if m in bundle.modes):
-        files = [root / "configs" / f.name for f in config_files(bundle, mode)] + [smoke]
-        workflow = ConfigWorkflow(
-            config_file=[str(f) for f in files],
-            meta_file=str(root / "configs" / "metadata.json"),
-            logging_file=str(root / "configs" / "logging.conf"),
-            workflow_type=None,
-            bundle_root=str(root),
-            dataset_dir=str(tiny_cohort),
-            device="cpu",
-        )
-        workflow.initialize()
-        workflow.run()
-        workflow.finalize()
+        run_workflow(root, mode, {"dataset_dir": str(tiny_cohort), "device": "cpu"},
+                     extra_configs=[root / "configs" / "smoke.json"])
         if mode == "train":
             assert any((root / "models").glob("*.pt")), f"{bundle.name}: train wrote no models/*.pt"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from medrefine.bundle import config_files, find_bundle
+from medrefine.bundle import find_bundle, run_workflow
 from medrefine.workflows import segmentation as seg
 
 BUNDLE = find_bundle("multiorgan_ct_segmentation")
@@ -28,22 +28,8 @@ def cohort(tmp_path_factory) -> Path:
 
 
 def _run(root: Path, mode: str, dataset_dir: Path, **overrides) -> None:
-    from monai.bundle import ConfigWorkflow
-
-    files = [root / "configs" / f.name for f in config_files(BUNDLE, mode)] + [root / "configs" / "smoke.json"]
-    workflow = ConfigWorkflow(
-        config_file=[str(f) for f in files],
-        meta_file=str(root / "configs" / "metadata.json"),
-        logging_file=str(root / "configs" / "logging.conf"),
-        workflow_type=None,
-        bundle_root=str(root),
-        dataset_dir=str(dataset_dir),
-        device="cpu",
-        **overrides,
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
+    run_workflow(root, mode, {"dataset_dir": str(dataset_dir), "device": "cpu", **overrides},
+                 extra_configs=[root / "configs" / "smoke.json"])
 
 
 def _copy_bundle(tmp_path: Path) -> Path:
