@@ -292,7 +292,7 @@ def refine_cases(
     from medrefine.data.prepare import restore_image_to_original, restore_to_original
     from medrefine.engines import fit_latent
     from medrefine.inferers import decode_volume
-    from medrefine.io import atomic_write, save_nifti
+    from medrefine.io import atomic_write, load_label, save_nifti
 
     if mode not in _MODES:
         raise InputError(f"`mode` must be one of {list(_MODES)}, got {mode!r}")
@@ -324,8 +324,6 @@ def refine_cases(
             refined = restore_to_original(label_cube, info)
             uncertainty = restore_image_to_original(entropy_cube, info, order=1)
             affine = np.asarray(info["original_affine"])
-            from medrefine.io import load_label
-
             noisy = load_label(item["label_path"]).array
         else:
             refined, uncertainty, affine, noisy = label_cube, entropy_cube, np.eye(4), np.asarray(item["label"])
