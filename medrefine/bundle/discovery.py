@@ -20,6 +20,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "evaluate": ("train", "evaluate"),
     "inference": ("inference",),
     "multi_gpu_train": ("train", "multi_gpu_train"),
+    "stage2": ("train", "stage2"),
 }
 
 

@@ -1,9 +1,11 @@
-"""Ignite engines for loops MONAI lacks: auto-decoder training and latent fitting (NeAR)."""
+"""Ignite engines for loops MONAI lacks: auto-decoder training and latent fitting (NeAR),
+two-network cross distillation (PA-Seg stage 2)."""
 
 from __future__ import annotations
 
 from medrefine.engines.autodecoder import AutoDecoderTrainer, create_autodecoder_trainer
+from medrefine.engines.cross_distillation import CrossDistillationTrainer, distillation_loss, frozen_copy
 from medrefine.engines.cases import foreground_dice, stack_cases
 from medrefine.engines.latent_fit import fit_latent
 
-__all__ = ["AutoDecoderTrainer", "create_autodecoder_trainer", "fit_latent", "foreground_dice", "stack_cases"]
+__all__ = ["AutoDecoderTrainer", "CrossDistillationTrainer", "create_autodecoder_trainer", "distillation_loss", "frozen_copy", "fit_latent", "foreground_dice", "stack_cases"]

@@ -14,4 +14,6 @@ from medrefine.transforms.seed_expansion import (
     expand_seeds,
 )
 
-__all__ = ["SeedExpansion", "SeedExpansiond", "expand_point_set", "expand_seeds"]
+from medrefine.transforms.points import LoadPointsd, PointSeedsd, SimulatePointsd
+
+__all__ = ["LoadPointsd", "PointSeedsd", "SeedExpansion", "SeedExpansiond", "SimulatePointsd", "expand_point_set", "expand_seeds"]

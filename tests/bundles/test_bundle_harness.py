@@ -23,7 +23,7 @@ from medrefine.bundle.discovery import bundles_root
 
 BUNDLES = list_bundles(bundles_root())
 IDS = [b.name for b in BUNDLES]
-RUN_ORDER = ("train", "evaluate", "inference")
+RUN_ORDER = ("train", "stage2", "evaluate", "inference")
 
 
 @pytest.fixture(scope="module")

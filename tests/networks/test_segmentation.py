@@ -56,3 +56,25 @@ def test_errors():
         build_segmentation_network("unet", channels=(8,))
     with pytest.raises(ValueError, match="`in_channels` must be an integer >= 1, got 0"):
         build_segmentation_network("unet", in_channels=0)
+
+
+def test_attention_unet_uses_instance_norm_by_default():
+    import torch
+
+    from medrefine.networks.segmentation import build_segmentation_network
+
+    def kinds(net):
+        return {type(m).__name__ for m in net.modules() if "Norm" in type(m).__name__}
+
+    net = build_segmentation_network("attention_unet", out_channels=2, channels=[4, 8, 16])
+    assert kinds(net) == {"InstanceNorm3d"}
+    assert "BatchNorm3d" in kinds(build_segmentation_network("attention_unet", channels=[4, 8, 16], norm="batch"))
+    x = torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        train_out = net.train()(x)
+        eval_out = net.eval()(x)
+    # instance norm: evaluation normalises with the input's own statistics, exactly as training does
+    assert torch.allclose(train_out, eval_out, atol=1e-5)
+    batch = build_segmentation_network("attention_unet", channels=[4, 8, 16], norm="batch")
+    with torch.no_grad():
+        assert not torch.allclose(batch.train()(x), batch.eval()(x), atol=1e-3)

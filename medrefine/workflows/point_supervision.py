@@ -1,0 +1,304 @@
+"""Glue of the point-supervision bundle (PA-Seg): cases, batches, model files, selection metrics.
+
+The bundle ``bundles/point_supervised_segmentation`` runs PA-Seg's two stages with MONAI's
+engines; this module holds the few pieces its configs call by name:
+
+* :func:`load_cases` reads the datalist (``image``, ``points``, optional full ``label``);
+* :class:`PointBatch` is the engines' ``prepare_batch``: image + seeds (stage 1 packs the image
+  behind the seeds for :class:`~medrefine.losses.point_supervision.PointSupervisionLoss`);
+* :class:`SeedDiceMetric` selects models **without full labels**: Dice between the prediction
+  and the expanded seeds on the seeds' labeled voxels only (foreground seeds must be found,
+  background seeds and everything outside the points' boxes must stay background). PA-Seg's
+  code selects on the full labels of its validation set, which a point-annotated project does
+  not have; full-label selection is used here only when the datalist supplies labels and the
+  config asks for them (``val_with_labels``);
+* :func:`stage1_model_file`, :func:`load_weights`, :func:`model_file` name and load the models
+  (``models/stage1_<network>.pt`` per architecture, ``models/model.pt`` = stage 2's primary);
+* :func:`class_values` / :func:`label_map` map the configured target classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.metrics import CumulativeIterationMetric
+from monai.metrics.utils import do_metric_reduction
+
+from medrefine.errors import InputError
+from medrefine.losses.partial import UNLABELED
+
+__all__ = [
+    "PointBatch",
+    "SeedDiceMetric",
+    "class_values",
+    "label_map",
+    "load_cases",
+    "load_weights",
+    "model_file",
+    "stage1_model_file",
+    "to_label_values",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def load_cases(
+    dataset_dir: str | Path,
+    *,
+    key: str = "training",
+    points_key: str | None = "points",
+    label_key: str | None = "label",
+    require_labels: bool = False,
+) -> list[dict[str, Any]]:
+    """The cases of a datalist as MONAI dictionaries with absolute paths.
+
+    Each entry keeps ``case``, ``image``, ``points`` (from ``points_key``; ``None`` when the points
+    are simulated from the labels) and ``label`` (from ``label_key``, when present).
+
+    Raises:
+        InputError: no datalist, an entry without image or points, a missing file, or (with
+            ``require_labels``) an entry without a label — naming the datalist and the entries.
+    """
+    from medrefine.data.datalist import load_datalist
+
+    root = Path(dataset_dir)
+    datalist = root if root.is_file() else root / "datalist.json"
+    if not datalist.is_file():
+        raise InputError(f"{root}: expected a datalist JSON or a folder holding datalist.json")
+    entries = load_datalist(datalist, key)
+    needed = ["image"] + ([points_key] if points_key else []) + ([label_key] if require_labels and label_key else [])
+    lacking = {i: [k for k in needed if k not in e] for i, e in enumerate(entries)}
+    lacking = {i: ks for i, ks in lacking.items() if ks}
+    if lacking:
+        first = next(iter(lacking.items()))
+        raise InputError(f"{datalist}: {len(lacking)} entr(ies) of {key!r} lack {needed}: e.g. entry {first[0]} has no {first[1]}")
+    cases = []
+    for e in entries:
+        case = {"case": str(e.get("case", Path(e["image"]).name.split(".")[0])), "image": e["image"]}
+        if points_key:
+            case["points"] = e[points_key]
+        if label_key and label_key in e:
+            case["label"] = e[label_key]
+        for k in ("image", "points", "label"):
+            if k in case and not Path(case[k]).exists():
+                raise InputError(f"{datalist}: case {case['case']!r}: {k} file {case[k]} does not exist")
+        cases.append(case)
+    return cases
+
+
+def class_values(target_classes: Sequence[int] | None) -> dict[int, int] | None:
+    """``{original class: output index}`` (1, 2, ...) of the target classes; ``None`` keeps the classes."""
+    if not target_classes:
+        return None
+    values = [int(c) for c in target_classes]
+    if len(set(values)) != len(values) or min(values) < 1:
+        raise InputError(f"`target_classes` must be distinct label values >= 1, got {list(target_classes)}")
+    return {c: i + 1 for i, c in enumerate(values)}
+
+
+def label_map(target_classes: Sequence[int] | None, names: Sequence[str] | None = None, num_classes: int = 2) -> dict[int, str]:
+    """Label values written to the outputs and their names: the target classes' original values.
+
+    With no ``target_classes``, values ``1 .. num_classes - 1``.
+    """
+    values = [int(c) for c in target_classes] if target_classes else list(range(1, int(num_classes)))
+    names = list(names) if names else [f"class_{v}" if len(values) > 1 else "target" for v in values]
+    if len(names) != len(values):
+        raise InputError(f"`class_names` must name each target class ({len(values)}), got {names}")
+    return {0: "background", **dict(zip(values, names))}
+
+
+def to_label_values(label_map: Mapping[int, str]):
+    """Post-processing function: argmax over the logits' channels, then index -> label value."""
+    values = torch.tensor(sorted(int(k) for k in label_map), dtype=torch.int16)
+
+    def convert(pred: torch.Tensor) -> torch.Tensor:
+        index = torch.as_tensor(pred).argmax(dim=0, keepdim=True)
+        return values.to(index.device)[index]
+
+    return convert
+
+
+def index_labels(target_classes: Sequence[int] | None):
+    """``Lambdad`` function: full label values -> indices (target classes 1..K, anything else 0)."""
+    mapping = class_values(target_classes)
+
+    def convert(label):
+        label = torch.as_tensor(label)
+        if mapping is None:
+            return label
+        out = torch.zeros_like(label)
+        for value, index in mapping.items():
+            out[label == value] = index
+        return out
+
+    return convert
+
+
+class PointBatch:
+    """``prepare_batch`` for the engines: ``(image, target)`` from a batch dictionary.
+
+    Args:
+        label_key: the target: ``"seeds"`` (the expanded points) or ``"label"`` (full labels, for
+            validation when they exist). Default ``"seeds"``.
+        image_key: the network input. Default ``"image"``.
+        pack_image: return the target with the image behind it as extra channels, for
+            :class:`~medrefine.losses.point_supervision.PointSupervisionLoss`. Default False.
+    """
+
+    def __init__(self, label_key: str = "seeds", image_key: str = "image", pack_image: bool = False) -> None:
+        self.label_key = label_key
+        self.image_key = image_key
+        self.pack_image = bool(pack_image)
+
+    def __call__(self, batchdata: Mapping[str, Any], device=None, non_blocking: bool = False, **kwargs):
+        from medrefine.losses.point_supervision import pack_image_with_target
+
+        for k in (self.image_key, self.label_key):
+            if k not in batchdata:
+                raise InputError(f"the batch has no {k!r}; its keys are {sorted(map(str, batchdata))}")
+        image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        target = batchdata[self.label_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        if self.pack_image:
+            target = pack_image_with_target(target, image)
+        return image, target
+
+
+class SeedDiceMetric(CumulativeIterationMetric):
+    """Dice of a prediction against the expanded seeds, on the seeds' labeled voxels only.
+
+    ``y_pred``: one-hot (B, C, *spatial) (e.g. after ``AsDiscrete(argmax=True, to_onehot=C)``);
+    ``y``: seeds (B, 1, *spatial) with 0 background, c foreground, ``ignore_index`` unlabeled.
+    Per case and foreground class: ``2 |P ∩ S| / (|P| + |S|)`` with ``P``, ``S`` restricted to
+    labeled voxels. A class without seeds and without prediction there gives NaN (excluded).
+
+    Example:
+        >>> metric = SeedDiceMetric()
+        >>> metric(y_pred=onehot, y=seeds); metric.aggregate()
+    """
+
+    def __init__(self, ignore_index: int = UNLABELED, reduction: str = "mean", get_not_nans: bool = False) -> None:
+        super().__init__()
+        self.ignore_index = int(ignore_index)
+        self.reduction = reduction
+        self.get_not_nans = get_not_nans
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if y is None:
+            raise ValueError("SeedDiceMetric needs the seeds as `y`")
+        if y_pred.ndim != y.ndim or y.shape[1] != 1 or y_pred.shape[2:] != y.shape[2:]:
+            raise InputError(f"y_pred (B, C, *spatial) and seeds (B, 1, *spatial) must match, got {tuple(y_pred.shape)} and {tuple(y.shape)}")
+        labeled = (y != self.ignore_index).float()
+        dims = tuple(range(2, y_pred.ndim))
+        scores = []
+        for c in range(1, y_pred.shape[1]):
+            pred = (y_pred[:, c : c + 1] > 0.5).float() * labeled
+            seed = (y == c).float() * labeled
+            inter = (pred * seed).sum(dims)
+            denom = pred.sum(dims) + seed.sum(dims)
+            scores.append(torch.where(denom > 0, 2 * inter / denom.clamp(min=1), torch.full_like(denom, float("nan"))))
+        return torch.cat(scores, dim=1)
+
+    def aggregate(self, reduction: str | None = None):  # type: ignore[override]
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError("the data to aggregate must be a PyTorch Tensor")
+        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        return (f, not_nans) if self.get_not_nans else f
+
+
+def stage1_model_file(model_dir: str | Path, network_name: str) -> Path:
+    """``<model_dir>/stage1_<network_name>.pt``: stage 1's selected weights of one architecture."""
+    return Path(model_dir) / f"stage1_{network_name.replace('.', '')}.pt"
+
+
+def model_file(model_dir: str | Path, network_name: str) -> str:
+    """The model to run: ``model.pt`` (stage 2's primary network) when it exists, else stage 1's."""
+    final = Path(model_dir) / "model.pt"
+    return str(final if final.is_file() else stage1_model_file(model_dir, network_name))
+
+
+def load_weights(network: torch.nn.Module, path: str | Path, *, what: str = "model", hint: str = "") -> torch.nn.Module:
+    """Load a checkpoint (a bare state dict or ``{"model": state dict}``) into ``network``; return it.
+
+    Raises:
+        InputError: the file is missing (with ``hint``, e.g. the command that makes it) or does not
+            fit the network (naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no {what} found. {hint}".strip())
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise InputError(f"{path}: the {what} does not fit the configured network ({first}); "
+                         "check `network_name` and `channels`") from None
+    return network
+
+
+# ---------------------------------------------------------------------------------------------
+# config helpers: pieces whose choice depends on a config value
+
+
+def intensity_transform(intensity_range: Sequence[float] | None, keys: str | Sequence[str] = "image"):
+    """``None``: z-score (PA-Seg, MR); ``[a_min, a_max]``: clip to that window and scale to [0, 1] (CT)."""
+    from monai.transforms import NormalizeIntensityd, ScaleIntensityRanged
+
+    if intensity_range is None:
+        return NormalizeIntensityd(keys=keys, channel_wise=True)
+    if len(intensity_range) != 2 or not float(intensity_range[0]) < float(intensity_range[1]):
+        raise InputError(f"`intensity_range` must be null or [a_min, a_max] with a_min < a_max, got {intensity_range!r}")
+    return ScaleIntensityRanged(keys=keys, a_min=float(intensity_range[0]), a_max=float(intensity_range[1]),
+                                b_min=0.0, b_max=1.0, clip=True)
+
+
+def points_transform(simulate: bool, target_classes: Sequence[int] | None = None, seed: int = 0, jitter_mm: float = 0.0):
+    """Read the points of each case (:class:`~medrefine.transforms.LoadPointsd`) or, with
+    ``simulate``, make them from its full label (:class:`~medrefine.transforms.SimulatePointsd`)."""
+    from medrefine.transforms.points import LoadPointsd, SimulatePointsd
+
+    if simulate:
+        return SimulatePointsd(keys="label", output_keys="points", classes=target_classes, seed=seed, jitter_mm=jitter_mm)
+    return LoadPointsd(keys="points", image_key="image")
+
+
+def labelled_cases(cases: Sequence[Mapping], what: str = "evaluate") -> list[dict]:
+    """The cases with a full ``label``; raise when there is none."""
+    chosen = [dict(c) for c in cases if c.get("label")]
+    if not chosen:
+        raise InputError(f"{what} needs full labels: no case of the datalist has a 'label' entry")
+    return chosen
+
+
+def validation_postprocessing(num_classes: int, *, with_labels: bool, pred_keys: Sequence[str] = ("pred",)):
+    """One-hot predictions (and full labels when they are the target; seeds stay as they are)."""
+    from monai.transforms import AsDiscreted, Compose
+
+    transforms = [AsDiscreted(keys=list(pred_keys), argmax=True, to_onehot=int(num_classes))]
+    if with_labels:
+        transforms.append(AsDiscreted(keys="label", to_onehot=int(num_classes)))
+    return Compose(transforms)
+
+
+def selection_metric(*, with_labels: bool, agreement: bool = False) -> dict[str, Any]:
+    """The validation key metric ``val_dice`` that selects the saved model.
+
+    ``with_labels``: mean foreground Dice against full labels. Otherwise, stage 1 (``agreement``
+    False): :class:`SeedDiceMetric` against the seeds; stage 2 (``agreement`` True): mean
+    foreground Dice between the two networks' predictions (``pred`` vs ``pred2``).
+    """
+    from monai.handlers import IgniteMetricHandler, MeanDice, from_engine
+
+    if with_labels:
+        return {"val_dice": MeanDice(include_background=False, output_transform=from_engine(["pred", "label"]))}
+    if agreement:
+        return {"val_dice": MeanDice(include_background=False, output_transform=from_engine(["pred", "pred2"]))}
+    return {"val_dice": IgniteMetricHandler(metric_fn=SeedDiceMetric(), output_transform=from_engine(["pred", "label"]))}

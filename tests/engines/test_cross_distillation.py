@@ -1,0 +1,98 @@
+"""Stage 2 of PA-Seg: two networks, frozen teachers, cross distillation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from medrefine.engines import CrossDistillationTrainer, distillation_loss, frozen_copy
+from medrefine.errors import InputError
+from medrefine.losses import UNLABELED
+
+
+def test_distillation_loss_by_hand():
+    student = torch.tensor([0.0, 0.0]).view(1, 2, 1)
+    teacher = torch.tensor([math.log(3.0) * 2, 0.0]).view(1, 2, 1)  # softmax(teacher / 2) = (0.75, 0.25)
+    expected = (0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)) * 4.0
+    assert float(distillation_loss(student, teacher, temperature=2.0)) == pytest.approx(expected, rel=1e-5)
+    assert float(distillation_loss(teacher, teacher)) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(InputError, match="temperature"):
+        distillation_loss(student, teacher, temperature=0.0)
+
+
+def _net(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 1))
+
+
+def _loader(n: int = 2):
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for _ in range(n):
+        seeds = torch.full((1, 1, 6, 6, 6), UNLABELED, dtype=torch.long)
+        seeds[..., :2] = 0
+        seeds[..., 3, 3, 3] = 1
+        batches.append({"image": torch.rand(1, 1, 6, 6, 6, generator=g), "seeds": seeds})
+    return batches
+
+
+def _trainer(epochs: int, refresh: int, **kw) -> CrossDistillationTrainer:
+    nets = [_net(0), _net(1)]
+    opts = [torch.optim.SGD(n.parameters(), lr=0.1) for n in nets]
+    return CrossDistillationTrainer("cpu", epochs, _loader(), networks=nets, optimizers=opts, refresh_epochs=refresh, **kw)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_both_networks_learn_and_teachers_stay_frozen_between_refreshes():
+    trainer = _trainer(epochs=2, refresh=5)
+    before = [frozen_copy(n) for n in trainer.networks]
+    trainer.run()
+    for net, old, teacher in zip(trainer.networks, before, trainer.teachers):
+        assert not _same(net, old)  # trained
+        assert _same(teacher, old)  # no refresh before epoch 5
+        assert not any(p.requires_grad for p in teacher.parameters())
+    out = trainer.state.output
+    out = out[0] if isinstance(out, list) else out  # decollated per item
+    assert float(out["loss"]) == pytest.approx(out["loss1"] + out["loss2"], rel=1e-5)
+
+
+def test_teachers_are_refreshed_every_k_epochs():
+    trainer = _trainer(epochs=3, refresh=2)
+    snapshots = {}
+
+    from ignite.engine import Events
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _snap(engine):
+        snapshots[engine.state.epoch] = ([frozen_copy(n) for n in trainer.networks], [frozen_copy(t) for t in trainer.teachers])
+
+    trainer.run()
+    nets2, teachers2 = snapshots[2]
+    assert all(_same(n, t) for n, t in zip(nets2, teachers2))  # refreshed at the end of epoch 2
+    nets1, teachers1 = snapshots[1]
+    assert not any(_same(n, t) for n, t in zip(nets1, teachers1))
+
+
+def test_hard_labels_keep_the_seeds():
+    trainer = _trainer(epochs=1, refresh=1)
+    logits = torch.zeros(1, 2, 6, 6, 6)
+    logits[:, 1] = 1.0  # the teacher says foreground everywhere
+    seeds = _loader(1)[0]["seeds"]
+    hard = trainer._hard_labels(logits, seeds)
+    assert int(hard[..., 0, 0, 0]) == 0 and int(hard[..., 3, 3, 3]) == 1 and int(hard[..., 5, 5, 5]) == 1
+    trainer.keep_seeds = False
+    assert int(trainer._hard_labels(logits, seeds)[..., 0, 0, 0]) == 1
+
+
+def test_bad_arguments_are_refused():
+    nets = [_net(0), _net(1)]
+    opts = [torch.optim.SGD(n.parameters(), lr=0.1) for n in nets]
+    with pytest.raises(InputError, match="two networks"):
+        CrossDistillationTrainer("cpu", 1, _loader(), networks=nets[:1], optimizers=opts[:1])
+    with pytest.raises(InputError, match="weight_kd"):
+        CrossDistillationTrainer("cpu", 1, _loader(), networks=nets, optimizers=opts, weight_kd=1.5)

@@ -1,0 +1,101 @@
+"""Glue of the point-supervision bundle: selection metric, model files, batches, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medrefine.errors import InputError
+from medrefine.losses import UNLABELED
+from medrefine.workflows import point_supervision as ps
+
+
+def test_seed_dice_counts_only_labeled_voxels():
+    seeds = torch.full((1, 1, 4, 4, 1), UNLABELED)
+    seeds[0, 0, 0, :, 0] = 0  # 4 background seeds
+    seeds[0, 0, 1, :2, 0] = 1  # 2 foreground seeds
+    pred = torch.zeros(1, 4, 4, 1, dtype=torch.long)
+    pred[0, 1, :, 0] = 1  # predicts row 1 foreground: hits 2 fg seeds, 2 more voxels are unlabeled
+    pred[0, 0, 0, 0] = 1  # and one background seed: a false positive
+    pred[0, 3, :, 0] = 1  # unlabeled only: ignored
+    onehot = torch.cat([(pred == 0), (pred == 1)]).float()[None]
+    metric = ps.SeedDiceMetric()
+    metric(y_pred=onehot, y=seeds)
+    # P = 2 (row 1 on labeled) + 1 (bg seed) = 3, S = 2, |P & S| = 2 -> 4 / 5
+    assert float(metric.aggregate()) == pytest.approx(0.8)
+
+
+def test_label_map_and_values():
+    assert ps.label_map([5], ["liver"]) == {0: "background", 5: "liver"}
+    assert ps.label_map(None) == {0: "background", 1: "target"}
+    assert ps.class_values([5, 1]) == {5: 1, 1: 2}
+    convert = ps.to_label_values({0: "background", 5: "liver"})
+    logits = torch.zeros(2, 2, 2, 1)
+    logits[1, 0, 0] = 1.0
+    assert convert(logits).squeeze().tolist() == [[5, 0], [0, 0]]
+    index = ps.index_labels([5])(torch.tensor([[0, 5, 3]]))
+    assert index.tolist() == [[0, 1, 0]]
+    with pytest.raises(InputError, match="target_classes"):
+        ps.class_values([0])
+
+
+def test_point_batch_packs_the_image():
+    batch = {"image": torch.rand(1, 1, 4, 4, 4), "seeds": torch.ones(1, 1, 4, 4, 4, dtype=torch.uint8)}
+    image, target = ps.PointBatch(pack_image=True)(batch, "cpu")
+    assert target.shape == (1, 2, 4, 4, 4) and torch.equal(target[:, 1:], image)
+    with pytest.raises(InputError, match="'label'"):
+        ps.PointBatch(label_key="label")(batch, "cpu")
+
+
+def test_missing_stage1_model_says_how_to_make_it(tmp_path):
+    net = torch.nn.Conv3d(1, 2, 1)
+    path = ps.stage1_model_file(tmp_path, "attention_unet")
+    with pytest.raises(InputError, match=r"stage1_attention_unet\.pt.*run stage 1"):
+        ps.load_weights(net, path, what="stage-1 model", hint="run stage 1 first")
+    torch.save({"model": torch.nn.Conv3d(1, 3, 1).state_dict()}, path)
+    with pytest.raises(InputError, match="does not fit"):
+        ps.load_weights(net, path)
+    torch.save({"model": net.state_dict()}, path)
+    assert ps.load_weights(torch.nn.Conv3d(1, 2, 1), path) is not None
+    assert ps.model_file(tmp_path, "unet").endswith("stage1_unet.pt")
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert ps.model_file(tmp_path, "unet").endswith("model.pt")
+
+
+def test_load_cases_names_what_is_missing(tmp_path):
+    (tmp_path / "img.nii.gz").write_bytes(b"x")
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": [{"image": "img.nii.gz"}]}))
+    with pytest.raises(InputError, match=r"datalist\.json.*points"):
+        ps.load_cases(tmp_path)
+    cases = ps.load_cases(tmp_path, points_key=None)
+    assert cases[0]["case"] == "img"
+    with pytest.raises(InputError, match="label"):
+        ps.load_cases(tmp_path, points_key=None, require_labels=True)
+    with pytest.raises(InputError, match="full labels"):
+        ps.labelled_cases(cases)
+
+
+@pytest.mark.slow
+def test_stage2_without_the_second_stage1_model_fails_clearly(tmp_path):
+    """Stage 2 needs a stage-1 model per architecture; the error names the file and the command."""
+    import shutil
+
+    from medrefine.bundle import find_bundle, run_workflow
+    from medrefine.data.phantoms import make_cardiac_cohort
+
+    make_cardiac_cohort(tmp_path / "cohort", cases=2, size=32, seed=1)
+    root = tmp_path / "bundle"
+    shutil.copytree(find_bundle("point_supervised_segmentation").path, root)
+    smoke = root / "configs" / "smoke.json"
+    common = {"dataset_dir": str(tmp_path / "cohort"), "device": "cpu"}
+    run_workflow(root, "train", common, extra_configs=[smoke])
+    assert (root / "models" / "stage1_unet.pt").is_file()
+    with pytest.raises(Exception) as info:
+        run_workflow(root, "stage2", {**common, "network2_name": "attention_unet"}, extra_configs=[smoke])
+    error = info.value
+    while error.__cause__ is not None and not isinstance(error, InputError):  # MONAI wraps config errors
+        error = error.__cause__
+    assert isinstance(error, InputError)
+    assert "stage1_attention_unet.pt" in str(error) and "network_name=attention_unet" in str(error)
