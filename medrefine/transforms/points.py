@@ -42,6 +42,13 @@ def _grid_of(image) -> tuple[tuple[int, ...], np.ndarray]:
     return shape, affine
 
 
+def _one_per_key(output_keys, keys) -> list:
+    out = [output_keys] if isinstance(output_keys, (str, int)) else list(output_keys)
+    if len(out) != len(keys):
+        raise ValueError(f"`output_keys` must name one key per key in `keys` ({len(keys)}), got {out}")
+    return out
+
+
 def _image_name(image, default: str = "the image") -> str:
     meta = getattr(image, "meta", None) or {}
     name = meta.get("filename_or_obj")
@@ -114,9 +121,7 @@ class SimulatePointsd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.output_keys = [output_keys] if isinstance(output_keys, (str, int)) else list(output_keys)
-        if len(self.output_keys) != len(self.keys):
-            raise ValueError(f"`output_keys` must name one key per key in `keys` ({len(self.keys)}), got {self.output_keys}")
+        self.output_keys = _one_per_key(output_keys, self.keys)
         self.classes = None if classes is None else [int(c) for c in classes]
         self.seed = int(seed)
         self.jitter_mm = float(jitter_mm)
@@ -169,9 +174,7 @@ class PointSeedsd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.output_keys = [output_keys] if isinstance(output_keys, (str, int)) else list(output_keys)
-        if len(self.output_keys) != len(self.keys):
-            raise ValueError(f"`output_keys` must name one key per key in `keys` ({len(self.keys)}), got {self.output_keys}")
+        self.output_keys = _one_per_key(output_keys, self.keys)
         self.image_key = image_key
         self.kwargs = {"threshold": float(threshold), "margin_mm": float(margin_mm),
                        "lambda_geodesic": float(lambda_geodesic), "num_passes": int(num_passes)}
