@@ -34,10 +34,11 @@ def bundles(root: str | None) -> None:
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder holding bundles (default: the repository's bundles/).")
 def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], root: str | None) -> None:
-    """Run MODE (train, evaluate, inference, multi_gpu_train) of BUNDLE.
+    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2) of BUNDLE.
 
     A thin wrapper over `python -m monai.bundle run`: it picks the bundle's config layers for the
-    mode (evaluate = train + evaluate, as in the MONAI model zoo) and passes the overrides on.
+    mode (evaluate = train + evaluate, as in the MONAI model zoo; stage2 = train + stage2 for
+    point_supervised_segmentation) and passes the overrides on.
 
     \b
     Examples:
