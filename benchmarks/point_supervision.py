@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-cases", type=int, default=8, help="phantom training cases (default 8)")
     p.add_argument("--test-cases", type=int, default=4, help="phantom test cases (default 4)")
     p.add_argument("--size", type=int, default=48, help="phantom grid edge (default 48)")
-    p.add_argument("--epochs", type=int, default=None, help="stage-1 and full-supervision epochs (default: 60 phantom, 150 CT)")
+    p.add_argument("--epochs", type=int, default=None, help="stage-1 and full-supervision epochs (default: 60 phantom, 100 CT)")
     p.add_argument("--stage2-epochs", type=int, default=None, help="stage-2 epochs (default: half of --epochs)")
     p.add_argument("--network-a", default="unet", help="primary network (default unet)")
     p.add_argument("--network-b", default="unet2.5d", help="second network of stage 2 (default unet2.5d)")
@@ -114,7 +114,8 @@ def make_ct_task(out: Path, organ: str, args) -> dict:
     entry = {"case": f"ct_{organ}", "image": str(REAL_CT / "ct.nii.gz"), "label": str(REAL_CT / "ct_seg.nii.gz"), "points": str(pts)}
     (out / "datalist.json").write_text(json.dumps({"training": [entry], "test": [entry]}, indent=1))
     return {"dataset_dir": str(out), "target_classes": [value], "class_names": [organ], "intensity_range": [-200.0, 300.0],
-            "roi_size": [128, 112, 32], "crf_downsample": [2, 2, 1], "epochs": args.epochs or 150, "test_key": "test"}
+            "roi_size": [128, 112, 32], "crf_downsample": [2, 2, 1], "crf_sigma_intensity": 0.05, "learning_rate": 0.003,
+            "variance_region": "box", "weight_variance": 1.0, "epochs": args.epochs or 100, "test_key": "test"}
 
 
 def pseudo_label_dice(task: dict) -> list[float]:
@@ -165,6 +166,8 @@ def run_task(name: str, task: dict, args, work: Path) -> dict:
         "dataset_dir": task["dataset_dir"], "device": "cpu", "num_threads": args.threads, "channels": args.channels,
         "target_classes": task["target_classes"], "class_names": task.get("class_names"),
         "intensity_range": task["intensity_range"], "roi_size": task["roi_size"], "crf_downsample": task["crf_downsample"],
+        "crf_sigma_intensity": task.get("crf_sigma_intensity", 0.5),
+        **{k: task[k] for k in ("learning_rate", "variance_region", "weight_variance") if k in task},
         "epochs": task["epochs"], "val_interval": max(1, task["epochs"] // 6), "divisible_by": 8, "sw_batch_size": 1,
         "rampup_epochs": max(1, task["epochs"] // 10),
     }

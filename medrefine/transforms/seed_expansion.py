@@ -147,6 +147,28 @@ def _zscore(crop: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(scaled.astype(np.float32))[None]
 
 
+def _open_faces(fg: np.ndarray, bg: np.ndarray, spacing: Sequence[float]) -> list[tuple[int, int]]:
+    """Faces ``(axis, side)`` of an object's box that no background point closes.
+
+    PA-Seg's protocol puts one background point beyond each face of the object's bounding box;
+    :func:`medrefine.points.simulate_points` skips a face where the object touches the image
+    border. Each background point closes the face along which it lies farthest (in mm) from the
+    foreground point(s); a face left open means the object reaches the border there, so the box
+    (and the unlabeled region) must run to the border on that side, not stop at the points.
+    With all six faces closed (PA-Seg's data) nothing changes; without background points none is
+    opened.
+    """
+    if len(bg) == 0 or len(bg) >= 6:
+        return []
+    centre = fg.mean(axis=0)
+    offsets = (bg - centre) * np.asarray(spacing)
+    closed = set()
+    for offset in offsets:
+        axis = int(np.argmax(np.abs(offset)))
+        closed.add((axis, 1 if offset[axis] > 0 else -1))
+    return [(a, side) for a in range(3) for side in (-1, 1) if (a, side) not in closed]
+
+
 def _expand_groups(
     image: np.ndarray,
     groups: list[tuple[int, np.ndarray, np.ndarray]],
@@ -177,6 +199,11 @@ def _expand_groups(
         marked = np.concatenate([fg, bg]) if len(bg) else fg
         lo = np.maximum(marked.min(axis=0) - margin, 0)
         hi = np.minimum(marked.max(axis=0) + margin + 1, shape)
+        for axis, side in _open_faces(fg, bg, spacing):
+            if side < 0:
+                lo[axis] = 0
+            else:
+                hi[axis] = shape[axis]
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         in_box[box] = True
         seeds = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), dtype=bool)
