@@ -93,3 +93,20 @@ def test_simulated_points_are_deterministic_per_case(blob):
     np.testing.assert_array_equal(a.world, again.world)
     assert not np.array_equal(a.world, b.world)
     assert a.num_points == 7 and int(a.foreground.sum()) == 1
+
+
+def test_an_object_touching_the_border_leaves_its_box_open_there():
+    """No background point beyond a face (the object reaches the image border): the unlabeled box runs to the border."""
+    from medrefine.transforms import expand_point_set
+
+    label = np.zeros((20, 20, 8), np.uint8)
+    label[6:14, 6:14, :] = 1  # spans every slice, like the liver of a short CT
+    image = np.where(label > 0, 1.0, 0.0).astype(np.float32)
+    points = simulate_points(label, np.eye(4), seed=0)
+    assert points.num_points == 5  # no background point on the two z faces
+    seeds = expand_point_set(image, points, np.eye(4))
+    inside = seeds[6:14, 6:14, :]
+    assert (inside != 0).all()  # no part of the object is labelled background
+    assert (seeds[0] == 0).all() and (seeds[:, 0] == 0).all()  # beyond closed faces: background
+    full = simulate_points(np.pad(label, ((0, 0), (0, 0), (4, 4))), np.eye(4), seed=0)
+    assert full.num_points == 7  # with all six faces closed the box stays that of the points
