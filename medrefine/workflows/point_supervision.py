@@ -53,11 +53,15 @@ def load_cases(
     points_key: str | None = "points",
     label_key: str | None = "label",
     require_labels: bool = False,
+    points_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """The cases of a datalist as MONAI dictionaries with absolute paths.
 
     Each entry keeps ``case``, ``image``, ``points`` (from ``points_key``; ``None`` when the points
-    are simulated from the labels) and ``label`` (from ``label_key``, when present).
+    are simulated from the labels) and ``label`` (from ``label_key``, e.g. ``label_clean`` of a
+    phantom cohort, when present). An entry without ``points_key`` takes
+    ``<points_dir>/<case>.json`` (or ``.nii.gz``) when ``points_dir`` is given, the files that
+    ``medrefine points simulate`` writes.
 
     Raises:
         InputError: no datalist, an entry without image or points, a missing file, or (with
@@ -70,6 +74,8 @@ def load_cases(
     if not datalist.is_file():
         raise InputError(f"{root}: expected a datalist JSON or a folder holding datalist.json")
     entries = load_datalist(datalist, key)
+    if points_key and points_dir:
+        entries = [_with_points_file(e, Path(points_dir), points_key) for e in entries]
     needed = ["image"] + ([points_key] if points_key else []) + ([label_key] if require_labels and label_key else [])
     lacking = {i: [k for k in needed if k not in e] for i, e in enumerate(entries)}
     lacking = {i: ks for i, ks in lacking.items() if ks}
@@ -88,6 +94,19 @@ def load_cases(
                 raise InputError(f"{datalist}: case {case['case']!r}: {k} file {case[k]} does not exist")
         cases.append(case)
     return cases
+
+
+def _with_points_file(entry: Mapping, points_dir: Path, points_key: str) -> dict:
+    entry = dict(entry)
+    if points_key in entry:
+        return entry
+    case = str(entry.get("case", Path(entry["image"]).name.split(".")[0]))
+    for suffix in (".json", ".nii.gz", ".nii"):
+        candidate = points_dir / f"{case}{suffix}"
+        if candidate.is_file():
+            entry[points_key] = str(candidate.resolve())
+            break
+    return entry
 
 
 def class_values(target_classes: Sequence[int] | None) -> dict[int, int] | None:

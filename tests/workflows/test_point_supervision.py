@@ -99,3 +99,15 @@ def test_stage2_without_the_second_stage1_model_fails_clearly(tmp_path):
         error = error.__cause__
     assert isinstance(error, InputError)
     assert "stage1_attention_unet.pt" in str(error) and "network_name=attention_unet" in str(error)
+
+
+def test_points_dir_fills_entries_without_points(tmp_path):
+    (tmp_path / "img.nii.gz").write_bytes(b"x")
+    (tmp_path / "clean.nii.gz").write_bytes(b"x")
+    (tmp_path / "pts").mkdir()
+    (tmp_path / "pts" / "case_7.json").write_text("{}")
+    entry = {"case": "case_7", "image": "img.nii.gz", "label": "img.nii.gz", "label_clean": "clean.nii.gz"}
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": [entry]}))
+    cases = ps.load_cases(tmp_path, points_dir=tmp_path / "pts", label_key="label_clean")
+    assert cases[0]["points"].endswith("pts/case_7.json")
+    assert cases[0]["label"].endswith("clean.nii.gz")
