@@ -27,11 +27,11 @@ logger = logging.getLogger(__name__)
 DEMO_RECIPE: dict[str, Any] = {
     "resolution": 64,
     "train_resolution": 32,
-    "num_points": 8192,
+    "num_points": 4096,
     "hidden_channels": [128, 128, 64],
-    "epochs": 300,
+    "epochs": 200,
     "batch_size": 8,
-    "lr_milestones": [180, 255],
+    "lr_milestones": [120, 170],
     "val_interval": 100000,
     "amp": False,
 }
