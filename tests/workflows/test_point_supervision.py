@@ -111,3 +111,38 @@ def test_points_dir_fills_entries_without_points(tmp_path):
     cases = ps.load_cases(tmp_path, points_dir=tmp_path / "pts", label_key="label_clean")
     assert cases[0]["points"].endswith("pts/case_7.json")
     assert cases[0]["label"].endswith("clean.nii.gz")
+
+
+@pytest.mark.slow
+def test_stage2_resumes_from_its_checkpoint(tmp_path):
+    """An interrupted stage 2 continues from models/stage2/ instead of starting again from stage 1.
+
+    Run 2 epochs, then run again asking for the same 2: a resumed run has nothing left to do, so
+    both networks and both teachers equal the checkpoint's; a fresh start would retrain them.
+    """
+    import shutil
+
+    import torch
+
+    from medrefine.bundle import find_bundle, run_workflow
+    from medrefine.data.phantoms import make_cardiac_cohort
+
+    make_cardiac_cohort(tmp_path / "cohort", cases=2, size=32, seed=2)
+    root = tmp_path / "bundle"
+    shutil.copytree(find_bundle("point_supervised_segmentation").path, root)
+    smoke = [root / "configs" / "smoke.json"]
+    common = {"dataset_dir": str(tmp_path / "cohort"), "device": "cpu"}
+    run_workflow(root, "train", common, extra_configs=smoke)
+    run_workflow(root, "stage2", {**common, "epochs": 2}, extra_configs=smoke)
+    (checkpoint,) = (root / "models" / "stage2").glob("checkpoint*.pt")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    workflow = run_workflow(root, "stage2", {**common, "epochs": 2}, extra_configs=smoke)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 2
+    for key, module in (("model", trainer.networks[0]), ("model2", trainer.networks[1]), ("teacher1", trainer.teachers[0])):
+        for name, value in module.state_dict().items():
+            assert torch.equal(value, saved[key][name]), f"{key}.{name} differs from the checkpoint"
+    # and the stage-1 weights it would start from differ (so the check above can fail)
+    stage1 = torch.load(root / "models" / "stage1_unet.pt", map_location="cpu", weights_only=False)
+    stage1 = stage1.get("model", stage1)
+    assert any(not torch.equal(v, stage1[k]) for k, v in saved["model"].items())
