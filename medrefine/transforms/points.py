@@ -30,16 +30,15 @@ from monai.transforms import MapTransform
 
 from medrefine.errors import InputError
 from medrefine.points.pointset import PointSet
+from medrefine.transforms.seed_expansion import _affine_of, _name_of
 
 __all__ = ["LoadPointsd", "PointSeedsd", "SimulatePointsd"]
 
 
 def _grid_of(image) -> tuple[tuple[int, ...], np.ndarray]:
     """Spatial shape and (4, 4) affine of a channel-first image (MetaTensor affine, else identity)."""
-    shape = tuple(int(s) for s in image.shape[1:4])
-    affine = getattr(image, "affine", None)
-    affine = np.eye(4) if affine is None else np.asarray(torch.as_tensor(affine).detach().cpu(), dtype=np.float64)
-    return shape, affine
+    affine = _affine_of(image)
+    return tuple(int(s) for s in image.shape[1:4]), np.eye(4) if affine is None else affine
 
 
 def _one_per_key(output_keys, keys) -> list:
@@ -47,12 +46,6 @@ def _one_per_key(output_keys, keys) -> list:
     if len(out) != len(keys):
         raise ValueError(f"`output_keys` must name one key per key in `keys` ({len(keys)}), got {out}")
     return out
-
-
-def _image_name(image, default: str = "the image") -> str:
-    meta = getattr(image, "meta", None) or {}
-    name = meta.get("filename_or_obj")
-    return str(name) if name else default
 
 
 class LoadPointsd(MapTransform):
@@ -83,7 +76,7 @@ class LoadPointsd(MapTransform):
         d = dict(data)
         image = d[self.image_key]
         shape, affine = _grid_of(image)
-        name = _image_name(image)
+        name = _name_of(image, "the image")
         reference = Volume(np.empty(shape, dtype=np.uint8), affine, path=Path(name))
         for key in self.key_iterator(d):
             value = d[key]
@@ -134,7 +127,7 @@ class SimulatePointsd(MapTransform):
         for key, out_key in zip(self.key_iterator(d), self.output_keys):
             label = d[key]
             shape, affine = _grid_of(label)
-            name = _image_name(label, str(key))
+            name = _name_of(label, str(key))
             case = str(d.get(self.case_key, Path(name).name))
             rng = np.random.default_rng([self.seed & 0xFFFFFFFF, zlib.crc32(case.encode())])
             array = np.asarray(torch.as_tensor(label).detach().cpu()).reshape(shape).astype(np.int64)
@@ -207,7 +200,7 @@ class PointSeedsd(MapTransform):
             points = self._select(points)
             voxels = np.clip(np.rint(points.to_voxel(affine)), 0, np.asarray(shape) - 1)
             placed = PointSet.from_voxel(voxels, affine, points.foreground, points.classes, source=points.source)
-            label = expand_point_set(array, placed, affine, image_name=_image_name(image), **self.kwargs)
+            label = expand_point_set(array, placed, affine, image_name=_name_of(image, "the image"), **self.kwargs)
             meta = dict(getattr(image, "meta", {}) or {})
             meta["affine"] = torch.as_tensor(affine)
             d[out_key] = MetaTensor(torch.from_numpy(label[None].astype(np.uint8)), meta=meta)
