@@ -85,6 +85,14 @@ class CrossDistillationTrainer(Trainer):
         refresh_epochs: copy the live networks into the teachers every this many epochs (at the
             end of the epoch). Default 20.
         keep_seeds: hard labels keep the labeled seed voxels. Default True.
+        teacher_flips: spatial axes (0-based, of the image without batch and channel) along which
+            the teachers also see the mirrored image; their logits are averaged over the plain and
+            every mirrored pass (test-time augmentation of the monitors, not in PA-Seg). Default
+            ``()`` (one pass, PA-Seg).
+        regulariser: an unsupervised loss ``regulariser(logits, image)`` added to both networks'
+            losses, e.g. :class:`~medrefine.losses.GatedCRFLoss` to keep refining the borders against
+            the image's edges (not in PA-Seg's stage 2). Default ``None``.
+        weight_regulariser: its weight. Default 1.0.
         image_key, seeds_key: batch keys. Default ``"image"``, ``"seeds"``.
         ignore_index: value of unlabeled seed voxels. Default 255.
         train_handlers, amp, epoch_length, non_blocking, decollate, postprocessing: as MONAI's
@@ -112,6 +120,9 @@ class CrossDistillationTrainer(Trainer):
         weight_kd: float = 0.5,
         refresh_epochs: int = 20,
         keep_seeds: bool = True,
+        teacher_flips: Sequence[int] = (),
+        regulariser: Callable | None = None,
+        weight_regulariser: float = 1.0,
         image_key: str = "image",
         seeds_key: str = "seeds",
         ignore_index: int = UNLABELED,
@@ -152,6 +163,13 @@ class CrossDistillationTrainer(Trainer):
         self.weight_kd = float(weight_kd)
         self.refresh_epochs = int(refresh_epochs)
         self.keep_seeds = bool(keep_seeds)
+        self.teacher_flips = tuple(int(a) for a in teacher_flips)
+        if any(a < 0 for a in self.teacher_flips) or len(set(self.teacher_flips)) != len(self.teacher_flips):
+            raise InputError(f"`teacher_flips` must list distinct spatial axes >= 0, got {list(teacher_flips)!r}")
+        if float(weight_regulariser) < 0:
+            raise InputError(f"`weight_regulariser` must be >= 0, got {weight_regulariser!r}")
+        self.regulariser = regulariser
+        self.weight_regulariser = float(weight_regulariser)
         self.image_key = image_key
         self.seeds_key = seeds_key
         self.ignore_index = int(ignore_index)
@@ -169,6 +187,20 @@ class CrossDistillationTrainer(Trainer):
         if engine.state.epoch % self.refresh_epochs == 0 and engine.state.epoch < engine.state.max_epochs:
             self.refresh_teachers()
             logger.info("epoch %d: teachers refreshed from the live networks", engine.state.epoch)
+
+    def teacher_logits(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Both teachers' logits for ``image``, averaged over the mirrored passes of ``teacher_flips``."""
+        spatial = image.ndim - 2
+        if any(a >= spatial for a in self.teacher_flips):
+            raise InputError(f"`teacher_flips` {list(self.teacher_flips)} name axes beyond the image's {spatial} spatial axes")
+        outputs = []
+        for teacher in self.teachers:
+            total = teacher(image).float()
+            for axis in self.teacher_flips:
+                dims = (axis + 2,)
+                total = total + torch.flip(teacher(torch.flip(image, dims)).float(), dims)
+            outputs.append(total / (1 + len(self.teacher_flips)))
+        return outputs
 
     def _hard_labels(self, teacher_logits: torch.Tensor, seeds: torch.Tensor | None) -> torch.Tensor:
         hard = teacher_logits.argmax(dim=1, keepdim=True)
@@ -191,7 +223,7 @@ class CrossDistillationTrainer(Trainer):
         engine.state.output = {Keys.IMAGE: image, Keys.LABEL: seeds}
         use_amp = engine.amp and engine.scaler is not None
         with torch.no_grad(), torch.autocast("cuda", enabled=use_amp):
-            teacher_logits = [t(image).float() for t in self.teachers]
+            teacher_logits = self.teacher_logits(image)
         hard = [self._hard_labels(t, seeds) for t in teacher_logits]
         losses = []
         for index, (network, optimizer) in enumerate(zip(self.networks, self.optimizers)):
@@ -202,6 +234,8 @@ class CrossDistillationTrainer(Trainer):
                 self_term = self.self_loss(logits.float(), hard[index])
                 kd_term = distillation_loss(logits, teacher_logits[1 - index], self.temperature)
                 loss = (1.0 - self.weight_kd) * self_term + self.weight_kd * kd_term
+                if self.regulariser is not None and self.weight_regulariser > 0:
+                    loss = loss + self.weight_regulariser * self.regulariser(logits.float(), image)
             if use_amp:
                 engine.scaler.scale(loss).backward()
                 engine.scaler.step(optimizer)

@@ -148,7 +148,8 @@ class PointSeedsd(MapTransform):
             :class:`SimulatePointsd`).
         output_keys: where to write the partial labels, one per key. Default ``"seeds"``.
         image_key: the image the distance runs on. Default ``"image"``.
-        threshold, margin_mm, lambda_geodesic, num_passes: see :func:`~medrefine.transforms.expand_seeds`.
+        threshold, margin_mm, lambda_geodesic, num_passes, background_threshold, smooth_mm: see
+            :func:`~medrefine.transforms.expand_seeds`.
         class_values: map each point class to an output value (e.g. ``{3: 1}`` to expand class 3 of a
             multi-class point list as a binary target); points of other classes are dropped.
             Default ``None`` (keep the classes).
@@ -165,12 +166,16 @@ class PointSeedsd(MapTransform):
         num_passes: int = 4,
         class_values: Mapping[int, int] | None = None,
         allow_missing_keys: bool = False,
+        background_threshold: float | None = None,
+        smooth_mm: float = 0.0,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_keys = _one_per_key(output_keys, self.keys)
         self.image_key = image_key
         self.kwargs = {"threshold": float(threshold), "margin_mm": float(margin_mm),
-                       "lambda_geodesic": float(lambda_geodesic), "num_passes": int(num_passes)}
+                       "lambda_geodesic": float(lambda_geodesic), "num_passes": int(num_passes),
+                       "background_threshold": None if background_threshold is None else float(background_threshold),
+                       "smooth_mm": float(smooth_mm)}
         self.class_values = None if class_values is None else {int(k): int(v) for k, v in dict(class_values).items()}
 
     def _select(self, points: PointSet) -> PointSet:

@@ -63,6 +63,8 @@ def expand_seeds(
     margin_mm: float = 0.0,
     lambda_geodesic: float = 0.5,
     num_passes: int = 4,
+    background_threshold: float | None = None,
+    smooth_mm: float = 0.0,
     source: str | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Expand a point map into a partial label (PA-Seg's geodesic seed expansion).
@@ -79,6 +81,14 @@ def expand_seeds(
         lambda_geodesic: weight of the intensity term of the geodesic distance, in [0, 1].
             Default 0.5 (PA-Seg's ``geodesic_weight``).
         num_passes: raster-scan passes. Default 4 (PA-Seg's 4 iterations).
+        background_threshold: inside the box, background where the normalised distance is at or
+            above this (far from the foreground point across intensity edges), in
+            ``(threshold, 1]``. Default ``None``: the whole rest of the box is unlabeled (PA-Seg).
+            On CT, where the box holds neighbours as dense as the object, 0.3 (with
+            ``lambda_geodesic`` 0.995 and ``smooth_mm`` 2) labels over half of the box background
+            with about 1% of the object in it (liver, spleen of the example CT).
+        smooth_mm: standard deviation (mm) of a Gaussian filter applied to the image before the
+            distance, so that noise does not count as edges. Default 0 (none, PA-Seg); on CT 2 mm.
         source: name of the point map for messages (e.g. its file).
 
     Returns:
@@ -113,8 +123,7 @@ def expand_seeds(
             f"{name}, got {tuple(image_np.shape)}"
         )
     spacing_mm = _check_spacing(spacing)
-    if not (0.0 < float(threshold) <= 1.0):
-        raise ValueError(f"`threshold` must be in (0, 1], got {threshold!r}")
+    _check_thresholds(threshold, background_threshold)
     if not np.isfinite(margin_mm) or margin_mm < 0:
         raise ValueError(f"`margin_mm` must be a finite number >= 0, got {margin_mm!r}")
     if not np.isfinite(image_np).all():
@@ -132,10 +141,36 @@ def expand_seeds(
     groups = [(cls, np.argwhere(values == cls + 1), background) for cls in classes]
     label = _expand_groups(
         image_np, groups, spacing_mm, threshold=float(threshold), margin_mm=float(margin_mm),
-        lambda_geodesic=lambda_geodesic, num_passes=num_passes,
+        lambda_geodesic=lambda_geodesic, num_passes=num_passes, background_threshold=background_threshold,
+        smooth_mm=_check_smooth(smooth_mm),
     )
     label = label.reshape(out_shape)
     return torch.from_numpy(label) if as_tensor else label
+
+
+def _check_thresholds(threshold: float, background_threshold: float | None) -> None:
+    if not (0.0 < float(threshold) <= 1.0):
+        raise ValueError(f"`threshold` must be in (0, 1], got {threshold!r}")
+    if background_threshold is not None and not (float(threshold) < float(background_threshold) <= 1.0):
+        raise ValueError(
+            f"`background_threshold` must be None or in (threshold, 1] = ({float(threshold):g}, 1], got {background_threshold!r}"
+        )
+
+
+def _check_smooth(smooth_mm: float) -> float:
+    if not np.isfinite(smooth_mm) or smooth_mm < 0:
+        raise ValueError(f"`smooth_mm` must be a finite number >= 0, got {smooth_mm!r}")
+    return float(smooth_mm)
+
+
+def _smooth(crop: np.ndarray, smooth_mm: float, spacing: Sequence[float]) -> np.ndarray:
+    """Gaussian-filter each channel of a ``(C, *spatial)`` crop with ``smooth_mm`` (mm) per axis."""
+    if smooth_mm <= 0:
+        return crop
+    from scipy import ndimage
+
+    sigma = [0.0] + [smooth_mm / float(s) for s in spacing]
+    return ndimage.gaussian_filter(crop.astype(np.float32), sigma=sigma, mode="nearest")
 
 
 def _zscore(crop: np.ndarray) -> torch.Tensor:
@@ -178,13 +213,17 @@ def _expand_groups(
     margin_mm: float,
     lambda_geodesic: float,
     num_passes: int,
+    background_threshold: float | None = None,
+    smooth_mm: float = 0.0,
 ) -> np.ndarray:
     """Expand each ``(class, foreground voxels, background voxels)`` group inside its own box and merge.
 
     A group's box is the bounding box of its points plus the margin; foreground ``c`` where the
     group's normalised distance is below ``threshold`` (several claims: smallest normalised
-    distance wins); unlabeled in the rest of the union of boxes; background outside all boxes and
-    at background points; foreground points keep their class.
+    distance wins); unlabeled in the rest of the union of boxes, except (with
+    ``background_threshold``) background where every box holding the voxel puts it at or beyond
+    that distance; background outside all boxes and at background points; foreground points keep
+    their class.
     """
     from medrefine.geodesic import generalised_geodesic_distance
 
@@ -193,6 +232,7 @@ def _expand_groups(
     best = np.full(shape, np.inf, dtype=np.float32)
     best_class = np.zeros(shape, dtype=np.int64)
     in_box = np.zeros(shape, dtype=bool)
+    near = np.zeros(shape, dtype=bool)  # within background_threshold of some group's foreground
     for cls, fg, bg in groups:
         if len(bg) == 0:
             logger.warning("class %d has no background point: its box is the box of its foreground point(s)", cls)
@@ -209,18 +249,20 @@ def _expand_groups(
         seeds = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), dtype=bool)
         seeds[tuple((fg - lo).T)] = True
         distance = generalised_geodesic_distance(
-            _zscore(image[(slice(None), *box)]), torch.from_numpy(seeds)[None, None], spacing=spacing,
+            _zscore(_smooth(image[(slice(None), *box)], smooth_mm, spacing)), torch.from_numpy(seeds)[None, None], spacing=spacing,
             lambda_geodesic=lambda_geodesic, num_passes=num_passes,
         )[0, 0].numpy()
         peak = float(distance.max())
         normalised = distance / peak if peak > 0 else np.zeros_like(distance)
+        if background_threshold is not None:
+            near[box] |= normalised < background_threshold
         claim = (normalised < threshold) & (normalised < best[box])
         best[box][claim] = normalised[claim]
         best_class[box][claim] = cls
 
     max_class = max(cls for cls, _, _ in groups)
     label = np.zeros(shape, dtype=np.uint8 if max_class < UNLABELED else np.int32)
-    label[in_box] = UNLABELED
+    label[in_box & near if background_threshold is not None else in_box] = UNLABELED
     claimed = np.isfinite(best)
     label[claimed] = best_class[claimed]
     for _, _, bg in groups:
@@ -240,6 +282,8 @@ def expand_point_set(
     margin_mm: float = 0.0,
     lambda_geodesic: float = 0.5,
     num_passes: int = 4,
+    background_threshold: float | None = None,
+    smooth_mm: float = 0.0,
     image_name: str = "the image",
 ) -> np.ndarray:
     """Expand a :class:`~medrefine.points.PointSet` into a partial label, one box per class.
@@ -256,7 +300,8 @@ def expand_point_set(
         image: ``(X, Y, Z)`` or ``(C, X, Y, Z)`` intensities.
         points: the points (world mm); each must fall inside the grid.
         affine: the image's ``(4, 4)`` voxel-to-world matrix (gives the voxels and the spacing).
-        threshold, margin_mm, lambda_geodesic, num_passes: see :func:`expand_seeds`.
+        threshold, margin_mm, lambda_geodesic, num_passes, background_threshold, smooth_mm: see
+            :func:`expand_seeds`.
         image_name: the image's name for messages.
 
     Returns:
@@ -274,8 +319,7 @@ def expand_point_set(
         image_np = image_np[None]
     if image_np.ndim != 4:
         raise ValueError(f"`image` must have shape (X, Y, Z) or (C, X, Y, Z), got {tuple(image_np.shape)}")
-    if not (0.0 < float(threshold) <= 1.0):
-        raise ValueError(f"`threshold` must be in (0, 1], got {threshold!r}")
+    _check_thresholds(threshold, background_threshold)
     if not np.isfinite(margin_mm) or margin_mm < 0:
         raise ValueError(f"`margin_mm` must be a finite number >= 0, got {margin_mm!r}")
     if not points.foreground.any():
@@ -289,7 +333,8 @@ def expand_point_set(
         groups.append((cls, fg, bg))
     return _expand_groups(
         image_np, groups, spacing, threshold=float(threshold), margin_mm=float(margin_mm),
-        lambda_geodesic=lambda_geodesic, num_passes=num_passes,
+        lambda_geodesic=lambda_geodesic, num_passes=num_passes, background_threshold=background_threshold,
+        smooth_mm=_check_smooth(smooth_mm),
     )
 
 
@@ -321,6 +366,8 @@ class SeedExpansion(Transform):
         margin_mm: see :func:`expand_seeds`. Default 0.
         lambda_geodesic: see :func:`expand_seeds`. Default 0.5.
         num_passes: see :func:`expand_seeds`. Default 4.
+        background_threshold: see :func:`expand_seeds`. Default ``None`` (PA-Seg).
+        smooth_mm: see :func:`expand_seeds`. Default 0.
         spacing: fallback spacing (mm) when the inputs carry no affine. Default ``None`` (1 mm).
         atol: affine tolerance (mm) of the grid check. Default 1e-3.
 
@@ -337,10 +384,13 @@ class SeedExpansion(Transform):
         num_passes: int = 4,
         spacing: float | Sequence[float] | None = None,
         atol: float = 1e-3,
+        background_threshold: float | None = None,
+        smooth_mm: float = 0.0,
     ) -> None:
-        if not (0.0 < float(threshold) <= 1.0):
-            raise ValueError(f"`threshold` must be in (0, 1], got {threshold!r}")
+        _check_thresholds(threshold, background_threshold)
+        self.smooth_mm = _check_smooth(smooth_mm)
         self.threshold = float(threshold)
+        self.background_threshold = None if background_threshold is None else float(background_threshold)
         self.margin_mm = float(margin_mm)
         self.lambda_geodesic = float(lambda_geodesic)
         self.num_passes = num_passes
@@ -373,7 +423,8 @@ class SeedExpansion(Transform):
             )
         label = expand_seeds(
             img, points, spacing=spacing, threshold=self.threshold, margin_mm=self.margin_mm,
-            lambda_geodesic=self.lambda_geodesic, num_passes=self.num_passes, source=points_name,
+            lambda_geodesic=self.lambda_geodesic, num_passes=self.num_passes,
+            background_threshold=self.background_threshold, smooth_mm=self.smooth_mm, source=points_name,
         )
         if isinstance(points, torch.Tensor):
             label = label.reshape(points.shape)
@@ -391,7 +442,8 @@ class SeedExpansiond(MapTransform):
     Args:
         keys: keys of the point maps to expand (each replaced by its partial label).
         image_key: key of the image. Default ``"image"``.
-        threshold, margin_mm, lambda_geodesic, num_passes, spacing, atol: see :class:`SeedExpansion`.
+        threshold, margin_mm, lambda_geodesic, num_passes, spacing, atol, background_threshold, smooth_mm:
+            see :class:`SeedExpansion`.
         allow_missing_keys: skip keys that are absent instead of raising. Default ``False``.
 
     Example:
@@ -411,10 +463,14 @@ class SeedExpansiond(MapTransform):
         spacing: float | Sequence[float] | None = None,
         atol: float = 1e-3,
         allow_missing_keys: bool = False,
+        background_threshold: float | None = None,
+        smooth_mm: float = 0.0,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.image_key = image_key
-        self.expander = SeedExpansion(threshold, margin_mm, lambda_geodesic, num_passes, spacing, atol)
+        self.expander = SeedExpansion(
+            threshold, margin_mm, lambda_geodesic, num_passes, spacing, atol, background_threshold, smooth_mm
+        )
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         """Return a copy of ``data`` with every point map under ``keys`` expanded."""

@@ -56,6 +56,15 @@ def test_simulate_then_expand(cohort, fmt):
     expanded = load_image(seeds).array
     assert set(np.unique(expanded).tolist()) <= {0, 1, 255}
     assert (label.array[expanded == 1] == 1).mean() > 0.9
+    # the CT options: background inside the box where far, smoothing; the background threshold must exceed --threshold
+    result = run("expand", "--image", str(cohort / "images" / "case_0.nii.gz"), "--points", str(points_file),
+                 "--out", str(seeds), "--background-threshold", "0.5", "--smooth-mm", "1", "--lambda-geodesic", "0.9")
+    assert result.exit_code == 0, result.output
+    box_background = load_image(seeds).array
+    assert ((box_background == 0) & (expanded == 255)).sum() > 0 and (label.array[box_background == 0] == 0).mean() > 0.9
+    result = run("expand", "--image", str(cohort / "images" / "case_0.nii.gz"), "--points", str(points_file),
+                 "--out", str(seeds), "--background-threshold", "0.1")
+    assert result.exit_code == 2 and "--background-threshold" in result.output and "must be above --threshold (0.2)" in result.output
 
 
 def test_missing_labels_and_unknown_format(tmp_path):

@@ -89,10 +89,49 @@ def test_hard_labels_keep_the_seeds():
     assert int(trainer._hard_labels(logits, seeds)[..., 0, 0, 0]) == 1
 
 
+def test_teacher_flips_average_the_mirrored_passes():
+    trainer = _trainer(epochs=1, refresh=1, teacher_flips=(0, 2))
+    image = _loader(1)[0]["image"]
+    with torch.no_grad():
+        got = trainer.teacher_logits(image)
+        for teacher, logits in zip(trainer.teachers, got):
+            plain = teacher(image)
+            by_hand = (plain + torch.flip(teacher(torch.flip(image, (2,))), (2,)) + torch.flip(teacher(torch.flip(image, (4,))), (4,))) / 3
+            assert torch.allclose(logits, by_hand, atol=1e-6)
+            assert not torch.allclose(logits, plain, atol=1e-4)  # the mirrored passes count
+    trainer.run()  # trains with them
+    with pytest.raises(InputError, match=r"`teacher_flips` \[3\] name axes beyond the image's 3 spatial axes"):
+        _trainer(epochs=1, refresh=1, teacher_flips=(3,)).teacher_logits(image)
+    with pytest.raises(InputError, match="distinct spatial axes"):
+        _trainer(epochs=1, refresh=1, teacher_flips=(1, 1))
+
+
+def test_regulariser_is_added_to_both_losses():
+    calls = []
+
+    def regulariser(logits, image):
+        calls.append((tuple(logits.shape), tuple(image.shape)))
+        return logits.sum() * 0.0 + 2.0
+
+    runs = []
+    for kw in ({}, {"regulariser": regulariser, "weight_regulariser": 0.25}):
+        nets = [_net(0), _net(1)]
+        opts = [torch.optim.SGD(n.parameters(), lr=0.1) for n in nets]
+        trainer = CrossDistillationTrainer("cpu", 1, _loader(1), networks=nets, optimizers=opts, **kw)
+        trainer.run()
+        out = trainer.state.output
+        runs.append(out[0] if isinstance(out, list) else out)
+    assert calls == [((1, 2, 6, 6, 6), (1, 1, 6, 6, 6))] * 2  # once per network, logits and image
+    assert runs[1]["loss1"] == pytest.approx(runs[0]["loss1"] + 0.5, rel=1e-5)
+    assert runs[1]["loss2"] == pytest.approx(runs[0]["loss2"] + 0.5, rel=1e-5)
+
+
 def test_bad_arguments_are_refused():
     nets = [_net(0), _net(1)]
     opts = [torch.optim.SGD(n.parameters(), lr=0.1) for n in nets]
     with pytest.raises(InputError, match="two networks"):
         CrossDistillationTrainer("cpu", 1, _loader(), networks=nets[:1], optimizers=opts[:1])
+    with pytest.raises(InputError, match="`weight_regulariser` must be >= 0, got -1"):
+        CrossDistillationTrainer("cpu", 1, _loader(), networks=nets, optimizers=opts, weight_regulariser=-1)
     with pytest.raises(InputError, match="weight_kd"):
         CrossDistillationTrainer("cpu", 1, _loader(), networks=nets, optimizers=opts, weight_kd=1.5)

@@ -73,6 +73,36 @@ def test_edge_stops_the_geodesic_expansion():
     assert ((geodesic == 1) & ~mask).sum() == 0  # the edge holds the geodesic expansion
 
 
+def test_background_threshold_labels_the_far_side_of_an_edge():
+    image, mask, points = _sphere()
+    pa_seg = expand_seeds(image, points, spacing=1.0, lambda_geodesic=0.9)
+    label = expand_seeds(image, points, spacing=1.0, lambda_geodesic=0.9, background_threshold=0.5)
+    box = np.zeros(SHAPE, bool)
+    box[(slice(3, 22),) * 3] = True
+    # foreground unchanged; the box beyond the sphere's edge (normalised distance ~0.76) is background,
+    # the sphere (at most ~0.2 from its centre) stays foreground or unlabeled
+    assert ((label == 1) == (pa_seg == 1)).all()
+    assert (label[box & ~mask] == 0).all()
+    assert (label[mask] != 0).all() and (label[mask & (pa_seg == UNLABELED)] == UNLABELED).all()
+    # a larger threshold labels a subset of it; the dictionary transform passes it on
+    farther = expand_seeds(image, points, spacing=1.0, lambda_geodesic=0.9, background_threshold=0.95)
+    assert 0 < (box & (farther == 0)).sum() < (box & (label == 0)).sum() and (label[farther == 0] == 0).all()
+    d = SeedExpansiond("points", lambda_geodesic=0.9, background_threshold=0.5)({"image": image[None], "points": points[None]})
+    assert (d["points"][0] == label).all()
+
+
+def test_smoothing_keeps_noise_from_leaking_the_expansion():
+    image, mask, points = _sphere()
+    noisy = image + np.random.default_rng(0).normal(0.0, 0.3, SHAPE).astype(np.float32)
+    raw = expand_seeds(noisy, points, spacing=1.0, lambda_geodesic=0.99, threshold=0.3)
+    smoothed = expand_seeds(noisy, points, spacing=1.0, lambda_geodesic=0.99, threshold=0.3, smooth_mm=1.0)
+    assert ((raw == 1) & ~mask).sum() > 10  # noise makes the edge look like texture: the expansion leaks
+    assert ((smoothed == 1) & ~mask).sum() == 0 and (smoothed == 1).sum() > 0.5 * mask.sum()
+    assert (expand_seeds(noisy, points, spacing=1.0, lambda_geodesic=0.99, threshold=0.3, smooth_mm=0.0) == raw).all()
+    with pytest.raises(ValueError, match=r"`smooth_mm` must be a finite number >= 0, got -1"):
+        expand_seeds(image, points, spacing=1.0, smooth_mm=-1)
+
+
 def test_margin_and_torch_io():
     image, _, points = _sphere()
     label = expand_seeds(torch.from_numpy(image)[None], torch.from_numpy(points)[None], spacing=(1, 1, 2), margin_mm=2.5)
@@ -97,6 +127,8 @@ def test_errors():
         expand_seeds(image[:-1], points, spacing=1.0)
     with pytest.raises(ValueError, match=r"`threshold` must be in \(0, 1\], got 0"):
         expand_seeds(image, points, spacing=1.0, threshold=0)
+    with pytest.raises(ValueError, match=r"`background_threshold` must be None or in \(threshold, 1\] = \(0.2, 1\], got 0.2"):
+        expand_seeds(image, points, spacing=1.0, background_threshold=0.2)
     with pytest.raises(ValueError, match="`spacing` must have 3 positive finite values"):
         expand_seeds(image, points, spacing=(1.0, 0.0, 1.0))
     with pytest.raises(TypeError, match="`image` must be a numpy array or torch tensor, got list"):

@@ -146,3 +146,24 @@ def test_stage2_resumes_from_its_checkpoint(tmp_path):
     stage1 = torch.load(root / "models" / "stage1_unet.pt", map_location="cpu", weights_only=False)
     stage1 = stage1.get("model", stage1)
     assert any(not torch.equal(v, stage1[k]) for k, v in saved["model"].items())
+
+
+def test_stage2_crf_and_teacher_flips_come_from_the_config():
+    """``stage2_weight_crf`` > 0 builds the gated CRF loss from the ``crf_*`` keys; 0 (default) builds none."""
+    from monai.bundle import ConfigParser
+
+    from medrefine.bundle import find_bundle
+    from medrefine.losses import GatedCRFLoss
+
+    configs = find_bundle("point_supervised_segmentation").path / "configs"
+    parser = ConfigParser()
+    parser.read_config([configs / "train.json", configs / "stage2.json"])
+    assert parser.get_parsed_content("stage2_crf") is None and parser["teacher_flips"] == []
+    parser = ConfigParser()
+    parser.read_config([configs / "train.json", configs / "stage2.json"])
+    parser.update({"stage2_weight_crf": 0.5, "crf_sigma_intensity": 0.07, "crf_radius": 2})
+    crf = parser.get_parsed_content("stage2_crf")
+    assert isinstance(crf, GatedCRFLoss) and crf.sigma_intensity == (0.07,) and crf.radius == (2, 2, 2)
+    trainer_config = parser["train"]["trainer"]
+    assert trainer_config["regulariser"] == "@stage2_crf" and trainer_config["weight_regulariser"] == "@stage2_weight_crf"
+    assert trainer_config["teacher_flips"] == "@teacher_flips"
