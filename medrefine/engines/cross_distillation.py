@@ -67,6 +67,19 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return kl.mean() * t * t
 
 
+def _axes(axes: Sequence[int], name: str) -> tuple[int, ...]:
+    out = tuple(int(a) for a in axes)
+    if any(a < 0 for a in out) or len(set(out)) != len(out):
+        raise InputError(f"`{name}` must list distinct spatial axes >= 0, got {list(axes)!r}")
+    return out
+
+
+def _check_axes(axes: tuple[int, ...], image: torch.Tensor, name: str) -> None:
+    spatial = image.ndim - 2
+    if any(a >= spatial for a in axes):
+        raise InputError(f"`{name}` {list(axes)} name axes beyond the image's {spatial} spatial axes")
+
+
 class CrossDistillationTrainer(Trainer):
     """Ignite trainer of PA-Seg's stage 2 (see the module docstring).
 
@@ -89,6 +102,12 @@ class CrossDistillationTrainer(Trainer):
             the teachers also see the mirrored image; their logits are averaged over the plain and
             every mirrored pass (test-time augmentation of the monitors, not in PA-Seg). Default
             ``()`` (one pass, PA-Seg).
+        student_flips: spatial axes along which the students' input is mirrored, each with
+            probability 1/2 per iteration, while the teachers see the plain image and their labels
+            and soft outputs are mirrored to match (transformation-consistent self-training, not in
+            PA-Seg). Default ``()``.
+        student_noise: standard deviation (image units) of Gaussian noise added to the students'
+            input only (noisy-student self-training, not in PA-Seg). Default 0.
         regulariser: an unsupervised loss ``regulariser(logits, image)`` added to both networks'
             losses, e.g. :class:`~medrefine.losses.GatedCRFLoss` to keep refining the borders against
             the image's edges (not in PA-Seg's stage 2). Default ``None``.
@@ -121,6 +140,8 @@ class CrossDistillationTrainer(Trainer):
         refresh_epochs: int = 20,
         keep_seeds: bool = True,
         teacher_flips: Sequence[int] = (),
+        student_flips: Sequence[int] = (),
+        student_noise: float = 0.0,
         regulariser: Callable | None = None,
         weight_regulariser: float = 1.0,
         image_key: str = "image",
@@ -163,9 +184,11 @@ class CrossDistillationTrainer(Trainer):
         self.weight_kd = float(weight_kd)
         self.refresh_epochs = int(refresh_epochs)
         self.keep_seeds = bool(keep_seeds)
-        self.teacher_flips = tuple(int(a) for a in teacher_flips)
-        if any(a < 0 for a in self.teacher_flips) or len(set(self.teacher_flips)) != len(self.teacher_flips):
-            raise InputError(f"`teacher_flips` must list distinct spatial axes >= 0, got {list(teacher_flips)!r}")
+        self.teacher_flips = _axes(teacher_flips, "teacher_flips")
+        self.student_flips = _axes(student_flips, "student_flips")
+        if not float(student_noise) >= 0:
+            raise InputError(f"`student_noise` must be >= 0, got {student_noise!r}")
+        self.student_noise = float(student_noise)
         if float(weight_regulariser) < 0:
             raise InputError(f"`weight_regulariser` must be >= 0, got {weight_regulariser!r}")
         self.regulariser = regulariser
@@ -190,9 +213,7 @@ class CrossDistillationTrainer(Trainer):
 
     def teacher_logits(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Both teachers' logits for ``image``, averaged over the mirrored passes of ``teacher_flips``."""
-        spatial = image.ndim - 2
-        if any(a >= spatial for a in self.teacher_flips):
-            raise InputError(f"`teacher_flips` {list(self.teacher_flips)} name axes beyond the image's {spatial} spatial axes")
+        _check_axes(self.teacher_flips, image, "teacher_flips")
         outputs = []
         for teacher in self.teachers:
             total = teacher(image).float()
@@ -201,6 +222,16 @@ class CrossDistillationTrainer(Trainer):
                 total = total + torch.flip(teacher(torch.flip(image, dims)).float(), dims)
             outputs.append(total / (1 + len(self.teacher_flips)))
         return outputs
+
+    def _student_view(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """The students' input (mirrored along a random subset of ``student_flips``, noised) and the flipped dims."""
+        _check_axes(self.student_flips, image, "student_flips")
+        draws = torch.rand(len(self.student_flips)).tolist() if self.student_flips else []
+        dims = tuple(axis + 2 for axis, u in zip(self.student_flips, draws) if u < 0.5)
+        view = torch.flip(image, dims) if dims else image
+        if self.student_noise > 0:
+            view = view + torch.randn_like(view) * self.student_noise
+        return view, dims
 
     def _hard_labels(self, teacher_logits: torch.Tensor, seeds: torch.Tensor | None) -> torch.Tensor:
         hard = teacher_logits.argmax(dim=1, keepdim=True)
@@ -225,17 +256,22 @@ class CrossDistillationTrainer(Trainer):
         with torch.no_grad(), torch.autocast("cuda", enabled=use_amp):
             teacher_logits = self.teacher_logits(image)
         hard = [self._hard_labels(t, seeds) for t in teacher_logits]
+        student_image, dims = self._student_view(image)
+        if dims:
+            teacher_logits = [torch.flip(t, dims) for t in teacher_logits]
+            hard = [torch.flip(h, dims) for h in hard]
+        clean = torch.flip(image, dims) if dims else image  # the regulariser's image, on the students' grid
         losses = []
         for index, (network, optimizer) in enumerate(zip(self.networks, self.optimizers)):
             network.train()
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", enabled=use_amp):
-                logits = network(image)
+                logits = network(student_image)
                 self_term = self.self_loss(logits.float(), hard[index])
                 kd_term = distillation_loss(logits, teacher_logits[1 - index], self.temperature)
                 loss = (1.0 - self.weight_kd) * self_term + self.weight_kd * kd_term
                 if self.regulariser is not None and self.weight_regulariser > 0:
-                    loss = loss + self.weight_regulariser * self.regulariser(logits.float(), image)
+                    loss = loss + self.weight_regulariser * self.regulariser(logits.float(), clean)
             if use_amp:
                 engine.scaler.scale(loss).backward()
                 engine.scaler.step(optimizer)
@@ -244,7 +280,7 @@ class CrossDistillationTrainer(Trainer):
                 optimizer.step()
             losses.append(loss.detach())
             if index == 0:
-                engine.state.output[Keys.PRED] = logits.detach()
+                engine.state.output[Keys.PRED] = torch.flip(logits.detach(), dims) if dims else logits.detach()
         if use_amp:
             engine.scaler.update()  # once per iteration, after both optimisers stepped
         engine.state.output["loss1"], engine.state.output["loss2"] = float(losses[0]), float(losses[1])

@@ -135,3 +135,50 @@ def test_bad_arguments_are_refused():
         CrossDistillationTrainer("cpu", 1, _loader(), networks=nets, optimizers=opts, weight_regulariser=-1)
     with pytest.raises(InputError, match="weight_kd"):
         CrossDistillationTrainer("cpu", 1, _loader(), networks=nets, optimizers=opts, weight_kd=1.5)
+
+
+def test_student_view_mirrors_and_noises_only_the_students_input():
+    trainer = _trainer(epochs=1, refresh=1, student_flips=(0, 1, 2), student_noise=0.1)
+    image = _loader(1)[0]["image"]
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        view, dims = trainer._student_view(image)
+        seen.add(dims)
+        assert set(dims) <= {2, 3, 4}
+        noise = view - (torch.flip(image, dims) if dims else image)
+        assert 0.05 < float(noise.std()) < 0.15 and abs(float(noise.mean())) < 0.05
+    assert len(seen) > 3  # random subsets of the axes
+
+
+def test_student_flips_mirror_the_targets_too():
+    """Loss of a flipped step == loss of the students on the flipped image against the flipped teachers' labels."""
+    from monai.losses import DiceCELoss
+
+    trainer = _trainer(epochs=1, refresh=1, student_flips=(1,))
+    batch = _loader(1)[0]
+    image, seeds = batch["image"], batch["seeds"]
+    torch.manual_seed(3)
+    _, dims = trainer._student_view(image)
+    assert dims == (3,)  # this seed flips axis 1 (so the check below means something)
+    with torch.no_grad():
+        teachers = trainer.teacher_logits(image)
+        hard = [trainer._hard_labels(t, seeds) for t in teachers]
+        flipped = torch.flip(image, dims)
+        expected = []
+        for index, network in enumerate(trainer.networks):
+            logits = network(flipped)
+            self_term = DiceCELoss(to_onehot_y=True, softmax=True)(logits, torch.flip(hard[index], dims))
+            kd_term = distillation_loss(logits, torch.flip(teachers[1 - index], dims))
+            expected.append(float(0.5 * self_term + 0.5 * kd_term))
+    torch.manual_seed(3)
+    trainer.state.device = torch.device("cpu")
+    out = trainer._iteration(trainer, batch)
+    out = out[0] if isinstance(out, list) else out
+    assert out["loss1"] == pytest.approx(expected[0], rel=1e-5) and out["loss2"] == pytest.approx(expected[1], rel=1e-5)
+    # the same step without mirroring the targets would give another loss
+    with torch.no_grad():
+        logits = trainer.networks[0](flipped)
+        unflipped = DiceCELoss(to_onehot_y=True, softmax=True)(logits, hard[0])
+        mirrored = DiceCELoss(to_onehot_y=True, softmax=True)(logits, torch.flip(hard[0], dims))
+    assert float(unflipped) != pytest.approx(float(mirrored), rel=1e-3)
