@@ -46,11 +46,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 REAL_CT = Path(os.environ.get("MEDREFINE_SHARED_DATA", REPO.parent / "shared" / "data" / "totalseg_example"))
 ORGANS = {"liver": 5, "spleen": 1}  # TotalSegmentator "total" class values
-# CT recipe (bundle README, "CT"): organs of one density touch inside their boxes, so the seeds come from a nearly
-# pure intensity geodesic on a smoothed image, with background where it is far, and the regularisers stay off
-# (both grow the organs into their neighbours here; measured in the README)
-CT_RECIPE = {"lambda_geodesic": 0.995, "threshold": 0.12, "background_threshold": 0.3, "smooth_mm": 2.0,
-             "weight_crf": 0.0, "weight_variance": 0.0}
+# the bundle's CT recipe (configs/ct.json; bundle README, "CT recipe"): organs of one density touch inside their
+# boxes, so the seeds come from a nearly pure intensity geodesic on a smoothed image, with background where it is
+# far, and the regularisers stay off (both grow the organs into their neighbours here)
+CT_RECIPE = json.loads((REPO / "bundles" / "point_supervised_segmentation" / "configs" / "ct.json").read_text())
 EXPANSION_KEYS = ("threshold", "lambda_geodesic", "background_threshold", "smooth_mm")
 
 
@@ -119,9 +118,8 @@ def make_ct_task(out: Path, organ: str, args) -> dict:
     pts = write_points_json(points, out / f"{organ}_points.json", reference_shape=label.shape, reference_affine=label.affine)
     entry = {"case": f"ct_{organ}", "image": str(REAL_CT / "ct.nii.gz"), "label": str(REAL_CT / "ct_seg.nii.gz"), "points": str(pts)}
     (out / "datalist.json").write_text(json.dumps({"training": [entry], "test": [entry]}, indent=1))
-    return {"dataset_dir": str(out), "target_classes": [value], "class_names": [organ], "intensity_range": [-200.0, 300.0],
-            "roi_size": [128, 112, 32], "crf_downsample": [2, 2, 1], "learning_rate": 0.003, "epochs": args.epochs or 100,
-            "test_key": "test", **CT_RECIPE}
+    return {"dataset_dir": str(out), "target_classes": [value], "class_names": [organ], "roi_size": [128, 112, 32],
+            "crf_downsample": [2, 2, 1], "epochs": args.epochs or 100, "test_key": "test", **CT_RECIPE}
 
 
 def pseudo_label_dice(task: dict, expansion: dict) -> list[float]:

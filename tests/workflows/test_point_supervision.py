@@ -167,3 +167,18 @@ def test_stage2_crf_and_teacher_flips_come_from_the_config():
     trainer_config = parser["train"]["trainer"]
     assert trainer_config["regulariser"] == "@stage2_crf" and trainer_config["weight_regulariser"] == "@stage2_weight_crf"
     assert trainer_config["teacher_flips"] == "@teacher_flips"
+
+
+def test_override_files_only_set_keys_the_configs_define():
+    """smoke.json and ct.json must not carry keys the bundle ignores (a misspelt key would be silently dropped)."""
+    from medrefine.bundle import find_bundle
+
+    configs = find_bundle("point_supervised_segmentation").path / "configs"
+    known = set()
+    for name in ("train.json", "stage2.json", "evaluate.json", "inference.json"):
+        known |= set(json.loads((configs / name).read_text()))
+    for name in ("smoke.json", "ct.json"):
+        extra = set(json.loads((configs / name).read_text())) - known
+        assert not extra, f"{name} sets keys no config defines: {sorted(extra)}"
+    ct = json.loads((configs / "ct.json").read_text())
+    assert ct["background_threshold"] > ct["threshold"] and ct["smooth_mm"] > 0
