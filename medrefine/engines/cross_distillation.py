@@ -21,6 +21,7 @@ checkpointing and AMP handling apply unchanged).
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -108,6 +109,11 @@ class CrossDistillationTrainer(Trainer):
             PA-Seg). Default ``()``.
         student_noise: standard deviation (image units) of Gaussian noise added to the students'
             input only (noisy-student self-training, not in PA-Seg). Default 0.
+        label_refiner: ``refiner(teacher_logits, image) -> logits`` applied to each teacher's output
+            before it becomes hard labels, e.g. :class:`~medrefine.losses.CRFLabelRefiner` (the
+            borders follow the image's edges; not in PA-Seg). Results are cached per teacher and
+            image until the next refresh (inputs are identified by their bytes, so random crops
+            simply miss the cache). The distillation term uses the refined output too. Default ``None``.
         regulariser: an unsupervised loss ``regulariser(logits, image)`` added to both networks'
             losses, e.g. :class:`~medrefine.losses.GatedCRFLoss` to keep refining the borders against
             the image's edges (not in PA-Seg's stage 2). Default ``None``.
@@ -142,6 +148,7 @@ class CrossDistillationTrainer(Trainer):
         teacher_flips: Sequence[int] = (),
         student_flips: Sequence[int] = (),
         student_noise: float = 0.0,
+        label_refiner: Callable | None = None,
         regulariser: Callable | None = None,
         weight_regulariser: float = 1.0,
         image_key: str = "image",
@@ -189,6 +196,8 @@ class CrossDistillationTrainer(Trainer):
         if not float(student_noise) >= 0:
             raise InputError(f"`student_noise` must be >= 0, got {student_noise!r}")
         self.student_noise = float(student_noise)
+        self.label_refiner = label_refiner
+        self._refined: dict[tuple[int, str], torch.Tensor] = {}
         if float(weight_regulariser) < 0:
             raise InputError(f"`weight_regulariser` must be >= 0, got {weight_regulariser!r}")
         self.regulariser = regulariser
@@ -205,6 +214,17 @@ class CrossDistillationTrainer(Trainer):
         for teacher, network in zip(self.teachers, self.networks):
             teacher.load_state_dict(network.state_dict())
             teacher.eval()
+        self._refined.clear()
+
+    def refined_logits(self, index: int, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Teacher ``index``'s logits after ``label_refiner`` (cached per image until the next refresh)."""
+        if self.label_refiner is None:
+            return logits
+        data = (image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)).detach().cpu().contiguous()
+        key = (index, hashlib.sha1(data.numpy().tobytes()).hexdigest() + str(tuple(data.shape)))
+        if key not in self._refined:
+            self._refined[key] = self.label_refiner(logits, image).detach()
+        return self._refined[key]
 
     def _refresh_teachers(self, engine) -> None:
         if engine.state.epoch % self.refresh_epochs == 0 and engine.state.epoch < engine.state.max_epochs:
@@ -255,6 +275,7 @@ class CrossDistillationTrainer(Trainer):
         use_amp = engine.amp and engine.scaler is not None
         with torch.no_grad(), torch.autocast("cuda", enabled=use_amp):
             teacher_logits = self.teacher_logits(image)
+        teacher_logits = [self.refined_logits(i, t, image) for i, t in enumerate(teacher_logits)]
         hard = [self._hard_labels(t, seeds) for t in teacher_logits]
         student_image, dims = self._student_view(image)
         if dims:

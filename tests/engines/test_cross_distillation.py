@@ -182,3 +182,32 @@ def test_student_flips_mirror_the_targets_too():
         unflipped = DiceCELoss(to_onehot_y=True, softmax=True)(logits, hard[0])
         mirrored = DiceCELoss(to_onehot_y=True, softmax=True)(logits, torch.flip(hard[0], dims))
     assert float(unflipped) != pytest.approx(float(mirrored), rel=1e-3)
+
+
+class _CountingRefiner:
+    """Says foreground everywhere; counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, logits, image):
+        self.calls += 1
+        out = torch.zeros_like(logits)
+        out[:, 1] = 5.0
+        return out
+
+
+@pytest.mark.parametrize("epochs, refresh, expected_calls", [(3, 5, 2), (3, 1, 6)])
+def test_refined_labels_are_cached_until_the_teachers_refresh(epochs, refresh, expected_calls):
+    refiner = _CountingRefiner()
+    nets = [_net(0), _net(1)]
+    opts = [torch.optim.SGD(n.parameters(), lr=0.1) for n in nets]
+    trainer = CrossDistillationTrainer("cpu", epochs, _loader(1), networks=nets, optimizers=opts,
+                                       refresh_epochs=refresh, label_refiner=refiner)
+    trainer.run()
+    # one image, two teachers: computed once per teacher, again after each refresh (epochs 1 and 2 when k = 1)
+    assert refiner.calls == expected_calls
+    batch = _loader(1)[0]
+    logits = torch.zeros(1, 2, 6, 6, 6)
+    hard = trainer._hard_labels(trainer.refined_logits(0, logits, batch["image"]), batch["seeds"])
+    assert int(hard[..., 5, 5, 5]) == 1 and int(hard[..., 0, 0, 0]) == 0  # refined foreground; the seeds kept

@@ -153,7 +153,7 @@ def test_stage2_crf_and_teacher_flips_come_from_the_config():
     from monai.bundle import ConfigParser
 
     from medrefine.bundle import find_bundle
-    from medrefine.losses import GatedCRFLoss
+    from medrefine.losses import CRFLabelRefiner, GatedCRFLoss
 
     configs = find_bundle("point_supervised_segmentation").path / "configs"
     parser = ConfigParser()
@@ -167,6 +167,14 @@ def test_stage2_crf_and_teacher_flips_come_from_the_config():
     trainer_config = parser["train"]["trainer"]
     assert trainer_config["regulariser"] == "@stage2_crf" and trainer_config["weight_regulariser"] == "@stage2_weight_crf"
     assert trainer_config["teacher_flips"] == "@teacher_flips"
+    assert trainer_config["label_refiner"] == "@label_refiner"
+    assert isinstance(parser.get_parsed_content("label_refiner"), CRFLabelRefiner)  # refine_labels defaults to true
+    parser = ConfigParser()
+    parser.read_config([configs / "train.json", configs / "stage2.json"])
+    parser.update({"refine_labels": True, "refine_steps": 7, "refine_radius": 3, "crf_sigma_intensity": 0.05})
+    refiner = parser.get_parsed_content("label_refiner")
+    assert isinstance(refiner, CRFLabelRefiner) and refiner.steps == 7 and refiner.unary_weight == 0.05
+    assert refiner.crf.radius == (3, 3, 3) and refiner.crf.sigma_intensity == (0.05,)
 
 
 def test_override_files_only_set_keys_the_configs_define():
