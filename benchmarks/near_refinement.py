@@ -177,7 +177,7 @@ def train_near(cases, args, workdir: Path):
 
 def refine(net, cases, out_dir: Path, mode: str, args, trained: list[str]) -> list[np.ndarray]:
     from medrefine.io import load_label
-    from medrefine.workflows.refinement import refine_cases
+    from medrefine.workflows.near import refine_cases
 
     written = refine_cases(net, cases, out_dir, mode=mode, trained_cases=trained, fit_steps=args.fit_steps,
                            fit_resolution=args.train_resolution, fit_num_points=args.num_points)
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args.num_classes = None
     from medrefine.data.phantoms import CARDIAC_CLASSES, make_cardiac_cohort
     from medrefine.io import load_image, load_label
-    from medrefine.workflows.refinement import load_refinement_cases
+    from medrefine.workflows.near import load_refinement_cases
 
     workdir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="near_bench_"))
     if workdir.exists() and args.out:
@@ -275,7 +275,7 @@ def run_real_ct(args, workdir: Path) -> None:
     from medrefine.data.classes import load_classes
     from medrefine.data.corruption import corrupt_label
     from medrefine.io import load_image, load_label, save_nifti
-    from medrefine.workflows.refinement import load_refinement_cases
+    from medrefine.workflows.near import load_refinement_cases
 
     if not (REAL_CT / "ct.nii.gz").is_file():
         print(f"\nreal CT: skipped ({REAL_CT} not found)")

@@ -18,7 +18,7 @@ from medrefine.data.phantoms import CARDIAC_CLASSES, make_cardiac_cohort
 from medrefine.engines import create_autodecoder_trainer
 from medrefine.losses import NeARLoss, inverse_frequency_weights
 from medrefine.networks import ImplicitRefiner
-from medrefine.workflows.refinement import (
+from medrefine.workflows.near import (
     evaluate_refinement,
     format_evaluation,
     load_refinement_cases,

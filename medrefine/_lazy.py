@@ -1,6 +1,6 @@
 """Attribute access that imports a package's submodules on first use (PEP 562).
 
-``import medrefine`` stays cheap, yet ``medrefine.workflows.refinement.load_model`` works in a
+``import medrefine`` stays cheap, yet ``medrefine.workflows.near.load_model`` works in a
 bundle's ``$`` expressions after a plain ``$import medrefine``.
 """
 

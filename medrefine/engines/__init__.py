@@ -3,9 +3,9 @@ two-network cross distillation (PA-Seg stage 2)."""
 
 from __future__ import annotations
 
-from medrefine.engines.autodecoder import AutoDecoderTrainer, create_autodecoder_trainer
-from medrefine.engines.cross_distillation import CrossDistillationTrainer, distillation_loss, frozen_copy
+from medrefine.engines.near import AutoDecoderTrainer, create_autodecoder_trainer
+from medrefine.engines.point_supervision import CrossDistillationTrainer, distillation_loss, frozen_copy
 from medrefine.engines.cases import foreground_dice, stack_cases
-from medrefine.engines.latent_fit import fit_latent
+from medrefine.engines.near_fit import fit_latent
 
 __all__ = ["AutoDecoderTrainer", "CrossDistillationTrainer", "create_autodecoder_trainer", "distillation_loss", "frozen_copy", "fit_latent", "foreground_dice", "stack_cases"]

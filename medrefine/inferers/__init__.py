@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medrefine.inferers.implicit import change_map, decode_volume, entropy
+from medrefine.inferers.near import change_map, decode_volume, entropy
 from medrefine.inferers.slab import SlabSlidingWindowInferer, slab_sliding_window_argmax
 
 __all__ = ["SlabSlidingWindowInferer", "change_map", "decode_volume", "entropy", "slab_sliding_window_argmax"]

@@ -3,7 +3,6 @@
 - :mod:`~medrefine.losses.near`: weighted CE + soft Dice + latent L2 (NeAR / MultiNeAR);
 - :mod:`~medrefine.losses.partial`: CE and Dice that skip unlabeled voxels;
 - :mod:`~medrefine.losses.crf`: the gated CRF loss (3D and multi-view 2D), memory-lean;
-- :mod:`~medrefine.losses.crf_refine`: logits refined against the image's edges by that energy;
 - :mod:`~medrefine.losses.variance`: the variance-minimisation loss;
 - :mod:`~medrefine.losses.point_supervision`: PA-Seg's stage-1 objective (seeds + CRF + variance);
 - :mod:`~medrefine.losses.rampup`: the sigmoid ramp-up of regularisers.
@@ -12,7 +11,6 @@
 from __future__ import annotations
 
 from medrefine.losses.crf import GatedCRFLoss, gated_crf_loss
-from medrefine.losses.crf_refine import CRFLabelRefiner
 from medrefine.losses.near import NeARLoss, inverse_frequency_weights, near_loss
 from medrefine.losses.partial import UNLABELED, PartialCEDiceLoss, PartialCrossEntropyLoss, PartialDiceLoss
 from medrefine.losses.point_supervision import PointSupervisionLoss, pack_image_with_target
@@ -21,7 +19,6 @@ from medrefine.losses.variance import VarianceMinimizationLoss, variance_minimiz
 
 __all__ = [
     "UNLABELED",
-    "CRFLabelRefiner",
     "GatedCRFLoss",
     "NeARLoss",
     "PartialCEDiceLoss",

@@ -64,4 +64,14 @@ __all__ = [
     "surface_distances",
     "write_metrics_csv",
     "write_sources",
+    "SeedDiceMetric",
 ]
+
+
+def __getattr__(name: str):
+    # SeedDiceMetric needs MONAI (and torch): imported on first use so that the CSV/metric tools stay light
+    if name == "SeedDiceMetric":
+        from medrefine.metrics.seed_dice import SeedDiceMetric
+
+        return SeedDiceMetric
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

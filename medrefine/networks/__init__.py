@@ -1,14 +1,14 @@
 """Networks: torch modules that MONAI does not provide, and builders of the MONAI ones we use.
 
 - ``ImplicitRefiner``: the NeAR/MultiNeAR auto-decoder (per-case latent code -> feature grids ->
-  point MLP); :mod:`medrefine.networks.points` defines medrefine's query-point convention;
+  point MLP); :mod:`medrefine.networks.query_points` defines medrefine's query-point convention;
 - ``build_segmentation_network``: a 2.5D U-Net (MONAI DynUNet), U-Net or Attention U-Net by name.
 """
 
 from __future__ import annotations
 
-from medrefine.networks.implicit import ImplicitRefiner, LatentUpsample
-from medrefine.networks.points import (
+from medrefine.networks.near import ImplicitRefiner, LatentUpsample
+from medrefine.networks.query_points import (
     grid_points,
     interpolation_matrix,
     jittered_grid_points,

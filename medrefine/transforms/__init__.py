@@ -14,6 +14,7 @@ from medrefine.transforms.seed_expansion import (
     expand_seeds,
 )
 
-from medrefine.transforms.points import LoadPointsd, PointSeedsd, SimulatePointsd
+from medrefine.transforms.crf_refine import CRFLabelRefiner
+from medrefine.transforms.point_supervision import LoadPointsd, PointSeedsd, SimulatePointsd
 
-__all__ = ["LoadPointsd", "PointSeedsd", "SeedExpansion", "SeedExpansiond", "SimulatePointsd", "expand_point_set", "expand_seeds"]
+__all__ = ["CRFLabelRefiner", "LoadPointsd", "PointSeedsd", "SeedExpansion", "SeedExpansiond", "SimulatePointsd", "expand_point_set", "expand_seeds"]

@@ -1,6 +1,6 @@
 """Workflows: the end-to-end pipelines the bundles' configs call.
 
-- :mod:`medrefine.workflows.refinement`: annotation refinement (NeAR) from cohort to report;
+- :mod:`medrefine.workflows.near`: annotation refinement (NeAR) from cohort to report;
 - :mod:`medrefine.workflows.segmentation`: the multi-structure CT segmentation bundle's parts;
 - :mod:`medrefine.workflows.point_supervision`: the point-supervision (PA-Seg) bundle's parts;
 - :mod:`medrefine.workflows.training`: training bookkeeping (resume, CSV history, curve PNG).
@@ -10,4 +10,4 @@ from __future__ import annotations
 
 from medrefine._lazy import lazy_submodules
 
-__getattr__, __dir__ = lazy_submodules(__name__, ("refinement", "segmentation", "point_supervision", "training"))
+__getattr__, __dir__ = lazy_submodules(__name__, ("near", "segmentation", "point_supervision", "training"))

@@ -6,7 +6,7 @@ engines; this module holds the few pieces its configs call by name:
 * :func:`load_cases` reads the datalist (``image``, ``points``, optional full ``label``);
 * :class:`PointBatch` is the engines' ``prepare_batch``: image + seeds (stage 1 packs the image
   behind the seeds for :class:`~medrefine.losses.point_supervision.PointSupervisionLoss`);
-* :class:`SeedDiceMetric` selects models **without full labels**: Dice between the prediction
+* :class:`~medrefine.metrics.SeedDiceMetric` (metrics layer) selects models **without full labels**: Dice between the prediction
   and the expanded seeds on the seeds' labeled voxels only (foreground seeds must be found,
   background seeds and everything outside the points' boxes must stay background). PA-Seg's
   code selects on the full labels of its validation set, which a point-annotated project does
@@ -25,15 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 
 from medrefine.errors import InputError
 from medrefine.losses.partial import UNLABELED
 
 __all__ = [
     "PointBatch",
-    "SeedDiceMetric",
     "class_values",
     "label_map",
     "load_cases",
@@ -187,49 +184,6 @@ class PointBatch:
         return image, target
 
 
-class SeedDiceMetric(CumulativeIterationMetric):
-    """Dice of a prediction against the expanded seeds, on the seeds' labeled voxels only.
-
-    ``y_pred``: one-hot (B, C, *spatial) (e.g. after ``AsDiscrete(argmax=True, to_onehot=C)``);
-    ``y``: seeds (B, 1, *spatial) with 0 background, c foreground, ``ignore_index`` unlabeled.
-    Per case and foreground class: ``2 |P ∩ S| / (|P| + |S|)`` with ``P``, ``S`` restricted to
-    labeled voxels. A class without seeds and without prediction there gives NaN (excluded).
-
-    Example:
-        >>> metric = SeedDiceMetric()
-        >>> metric(y_pred=onehot, y=seeds); metric.aggregate()
-    """
-
-    def __init__(self, ignore_index: int = UNLABELED, reduction: str = "mean", get_not_nans: bool = False) -> None:
-        super().__init__()
-        self.ignore_index = int(ignore_index)
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
-
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        if y is None:
-            raise ValueError("SeedDiceMetric needs the seeds as `y`")
-        if y_pred.ndim != y.ndim or y.shape[1] != 1 or y_pred.shape[2:] != y.shape[2:]:
-            raise InputError(f"y_pred (B, C, *spatial) and seeds (B, 1, *spatial) must match, got {tuple(y_pred.shape)} and {tuple(y.shape)}")
-        labeled = (y != self.ignore_index).float()
-        dims = tuple(range(2, y_pred.ndim))
-        scores = []
-        for c in range(1, y_pred.shape[1]):
-            pred = (y_pred[:, c : c + 1] > 0.5).float() * labeled
-            seed = (y == c).float() * labeled
-            inter = (pred * seed).sum(dims)
-            denom = pred.sum(dims) + seed.sum(dims)
-            scores.append(torch.where(denom > 0, 2 * inter / denom.clamp(min=1), torch.full_like(denom, float("nan"))))
-        return torch.cat(scores, dim=1)
-
-    def aggregate(self, reduction: str | None = None):  # type: ignore[override]
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("the data to aggregate must be a PyTorch Tensor")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f
-
-
 def stage1_model_file(model_dir: str | Path, network_name: str) -> Path:
     """``<model_dir>/stage1_<network_name>.pt``: stage 1's selected weights of one architecture."""
     return Path(model_dir) / f"stage1_{network_name.replace('.', '')}.pt"
@@ -282,7 +236,7 @@ def intensity_transform(intensity_range: Sequence[float] | None, keys: str | Seq
 def points_transform(simulate: bool, target_classes: Sequence[int] | None = None, seed: int = 0, jitter_mm: float = 0.0):
     """Read the points of each case (:class:`~medrefine.transforms.LoadPointsd`) or, with
     ``simulate``, make them from its full label (:class:`~medrefine.transforms.SimulatePointsd`)."""
-    from medrefine.transforms.points import LoadPointsd, SimulatePointsd
+    from medrefine.transforms.point_supervision import LoadPointsd, SimulatePointsd
 
     if simulate:
         return SimulatePointsd(keys="label", output_keys="points", classes=target_classes, seed=seed, jitter_mm=jitter_mm)
@@ -311,10 +265,12 @@ def selection_metric(*, with_labels: bool, agreement: bool = False) -> dict[str,
     """The validation key metric ``val_dice`` that selects the saved model.
 
     ``with_labels``: mean foreground Dice against full labels. Otherwise, stage 1 (``agreement``
-    False): :class:`SeedDiceMetric` against the seeds; stage 2 (``agreement`` True): mean
+    False): :class:`~medrefine.metrics.SeedDiceMetric` against the seeds; stage 2 (``agreement`` True): mean
     foreground Dice between the two networks' predictions (``pred`` vs ``pred2``).
     """
     from monai.handlers import IgniteMetricHandler, MeanDice, from_engine
+
+    from medrefine.metrics.seed_dice import SeedDiceMetric
 
     if with_labels:
         return {"val_dice": MeanDice(include_background=False, output_transform=from_engine(["pred", "label"]))}

@@ -21,7 +21,9 @@ def test_seed_dice_counts_only_labeled_voxels():
     pred[0, 0, 0, 0] = 1  # and one background seed: a false positive
     pred[0, 3, :, 0] = 1  # unlabeled only: ignored
     onehot = torch.cat([(pred == 0), (pred == 1)]).float()[None]
-    metric = ps.SeedDiceMetric()
+    from medrefine.metrics import SeedDiceMetric
+
+    metric = SeedDiceMetric()
     metric(y_pred=onehot, y=seeds)
     # P = 2 (row 1 on labeled) + 1 (bg seed) = 3, S = 2, |P & S| = 2 -> 4 / 5
     assert float(metric.aggregate()) == pytest.approx(0.8)
@@ -153,7 +155,8 @@ def test_stage2_crf_and_teacher_flips_come_from_the_config():
     from monai.bundle import ConfigParser
 
     from medrefine.bundle import find_bundle
-    from medrefine.losses import CRFLabelRefiner, GatedCRFLoss
+    from medrefine.losses import GatedCRFLoss
+    from medrefine.transforms import CRFLabelRefiner
 
     configs = find_bundle("point_supervised_segmentation").path / "configs"
     parser = ConfigParser()

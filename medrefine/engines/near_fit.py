@@ -18,7 +18,7 @@ from torch import nn
 
 from medrefine.errors import did_you_mean
 from medrefine.losses.near import NeARLoss, inverse_frequency_weights
-from medrefine.networks.implicit import (
+from medrefine.networks.near import (
     jittered_grid_points,
     sample_labels,
     sample_volume,

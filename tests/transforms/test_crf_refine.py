@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from medrefine.errors import InputError
-from medrefine.losses import CRFLabelRefiner, GatedCRFLoss
+from medrefine.losses import GatedCRFLoss
+from medrefine.transforms import CRFLabelRefiner
 
 
 def _halves():

@@ -1,4 +1,4 @@
-"""Tests of medrefine.engines.autodecoder (NeAR auto-decoder trainer)."""
+"""Tests of medrefine.engines.near (NeAR auto-decoder trainer)."""
 
 from __future__ import annotations
 

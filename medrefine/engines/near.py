@@ -35,7 +35,7 @@ from medrefine.engines.cases import foreground_dice, stack_cases
 from medrefine.engines.distributed import average_gradients, distributed_rank_world
 from medrefine.errors import InputError, did_you_mean
 from medrefine.losses.near import NeARLoss, inverse_frequency_weights
-from medrefine.networks.implicit import (
+from medrefine.networks.near import (
     grid_points,
     jittered_grid_points,
     sample_labels,
@@ -376,7 +376,7 @@ class AutoDecoderTrainer(Engine):
             ``{"val_dice_noisy": ..., "val_mean_dice": ...}`` plus ``"val_dice_clean"`` when clean
             labels exist; ``val_mean_dice`` is the key metric (see ``key_metric``).
         """
-        from medrefine.inferers.implicit import decode_volume
+        from medrefine.inferers.near import decode_volume
 
         res = int(resolution or self.val_resolution)
         pts = grid_points((res, res, res), device=self.device).unsqueeze(0)

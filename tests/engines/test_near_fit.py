@@ -1,4 +1,4 @@
-"""Tests of medrefine.engines.latent_fit (inductive refinement of an unseen case)."""
+"""Tests of medrefine.engines.near_fit (inductive refinement of an unseen case)."""
 
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ class CrossDistillationTrainer(Trainer):
         student_noise: standard deviation (image units) of Gaussian noise added to the students'
             input only (noisy-student self-training, not in PA-Seg). Default 0.
         label_refiner: ``refiner(teacher_logits, image) -> logits`` applied to each teacher's output
-            before it becomes hard labels, e.g. :class:`~medrefine.losses.CRFLabelRefiner` (the
+            before it becomes hard labels, e.g. :class:`~medrefine.transforms.CRFLabelRefiner` (the
             borders follow the image's edges; not in PA-Seg). Results are cached per teacher and
             image until the next refresh (inputs are identified by their bytes, so random crops
             simply miss the cache). The distillation term uses the refined output too. Default ``None``.

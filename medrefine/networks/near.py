@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medrefine.errors import did_you_mean
-from medrefine.networks.points import (
+from medrefine.networks.query_points import (
     _DENSE_MAX_VOXELS,
     _positive_ints,
     grid_points,

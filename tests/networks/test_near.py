@@ -1,4 +1,4 @@
-"""Tests of medrefine.networks.implicit (NeAR auto-decoder)."""
+"""Tests of medrefine.networks.near (NeAR auto-decoder)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from medrefine.engines import AutoDecoderTrainer
 from medrefine.errors import GeometryError, InputError
 from medrefine.io import load_label, save_nifti
 from medrefine.networks import ImplicitRefiner
-from medrefine.workflows.refinement import (
+from medrefine.workflows.near import (
     before_after_table,
     evaluate_refinement,
     export_model,

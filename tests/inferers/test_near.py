@@ -1,4 +1,4 @@
-"""Tests of medrefine.inferers.implicit (chunked decoding, entropy, change map)."""
+"""Tests of medrefine.inferers.near (chunked decoding, entropy, change map)."""
 
 from __future__ import annotations
 
