@@ -7,8 +7,9 @@ The glue the refinement bundle's configs call, around the NeAR building blocks
 1. :func:`load_refinement_cases` reads a cohort (a datalist, a folder with ``datalist.json``, or
    the MultiNeAR layout), crops each case to its label's bounding box plus a margin and resamples
    it to a cube (128^3 by default, as NeAR), keeping what maps results back;
-2. training runs in the engine; :func:`export_model` writes ``model.pt`` and ``cases.json``
-   (which latent belongs to which case);
+2. training runs in the engine; :func:`export_model` writes ``model.pt`` and ``model.json``
+   (architecture, which latent belongs to which case, class table, training loss, pre-processing;
+   see :mod:`medrefine.workflows.models`), :func:`load_model` builds the network back from them;
 3. :func:`refine_cases` decodes every case (transductive: its own latent; inductive: a latent
    fitted to the case with the decoder frozen), maps the refined label and the per-voxel
    uncertainty back onto the original grid and writes them with a change map;
@@ -36,13 +37,11 @@ __all__ = [
     "evaluate_refinement",
     "before_after_table",
     "format_evaluation",
-    "trained_case_names",
+    "near_loss_spec",
 ]
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pt"
-CASES_FILE = "cases.json"
 _MODES = ("transductive", "inductive")
 
 
@@ -173,9 +172,43 @@ def _check_classes(label: np.ndarray, num_classes: int | None, where: str) -> No
 # ------------------------------------------------------------------------------ model files
 
 
-def export_model(trainer_or_network: Any, cases: Sequence[Mapping[str, Any]], model_dir: str | Path,
-                 *, use_best: bool = True) -> Path:
-    """Write ``model.pt`` (the network's state dict) and ``cases.json`` (latent order) atomically.
+def near_loss_spec(loss: Any) -> dict[str, Any]:
+    """``{"_target_": ..., **arguments}`` of a :class:`~medrefine.losses.NeARLoss`, its class
+    weights included, so that a new case's latent is fitted to the training objective."""
+    from medrefine.losses.near import NeARLoss
+
+    if not isinstance(loss, NeARLoss):
+        from medrefine.workflows.models import component_spec
+
+        return component_spec(loss)
+    weights = loss.weight_mode if loss.weight_mode else loss.class_weights
+    spec: dict[str, Any] = {
+        "_target_": "medrefine.losses.NeARLoss", "num_classes": loss.num_classes,
+        "class_weights": weights.tolist() if hasattr(weights, "tolist") else weights,
+        "lambda_dice": loss.lambda_dice, "lambda_latent": loss.lambda_latent,
+        "include_background": loss.include_background, "smooth_nr": loss.smooth_nr, "smooth_dr": loss.smooth_dr,
+    }  # fmt: skip
+    cap_name = "class_weight_cap" if hasattr(loss, "class_weight_cap") else "weight_cap"
+    spec[cap_name] = getattr(loss, cap_name)
+    return spec
+
+
+def export_model(
+    trainer_or_network: Any,
+    cases: Sequence[Mapping[str, Any]],
+    model_dir: str | Path,
+    *,
+    classes: Mapping[int, str] | int | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    loss: Any = None,
+    use_best: bool = True,
+) -> Path:
+    """Write the trained model: ``model.pt`` (weights) and ``model.json`` (its description).
+
+    ``model.json`` records the network's constructor arguments, the case order (latent ``n``
+    belongs to ``cases[n]``), the class table, the training loss with its class weights (so that
+    inductive refinement fits a new case's latent to the training objective) and the
+    pre-processing (``resolution``, ``margin_mm``, ``window``) that inference must repeat.
 
     Args:
         trainer_or_network: an :class:`~medrefine.engines.AutoDecoderTrainer` or the network itself.
@@ -184,6 +217,9 @@ def export_model(trainer_or_network: Any, cases: Sequence[Mapping[str, Any]], mo
             the noisy labels would favour the model that fits the noise best).
         cases: the training cases in latent order (``case`` keys).
         model_dir: folder of the two files (the bundle's ``models/``).
+        classes: class table or count (background included); defaults to numbered classes.
+        preprocessing: the case preparation, keyed by the bundle's config names.
+        loss: the training loss; defaults to the trainer's ``loss_function``.
         use_best: export the best checkpoint rather than the last weights.
 
     Returns:
@@ -191,7 +227,7 @@ def export_model(trainer_or_network: Any, cases: Sequence[Mapping[str, Any]], mo
     """
     import torch
 
-    from medrefine.io import atomic_write
+    from medrefine.workflows.models import save_model
 
     network = getattr(trainer_or_network, "network", trainer_or_network)
     # The best checkpoint is only meaningful when it was chosen against clean labels: scored
@@ -202,43 +238,33 @@ def export_model(trainer_or_network: Any, cases: Sequence[Mapping[str, Any]], mo
         state = torch.load(best, map_location="cpu", weights_only=True)
         network.load_state_dict(state.get("network", state) if isinstance(state, dict) and "network" in state else state)
         logger.info("exporting the best checkpoint %s", best)
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(model_dir / MODEL_FILE) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, tmp)
-    with atomic_write(model_dir / CASES_FILE) as tmp:
-        Path(tmp).write_text(json.dumps({"cases": [str(c["case"]) for c in cases]}, indent=1) + "\n")
-    return model_dir / MODEL_FILE
+    if classes is None or isinstance(classes, int):
+        from medrefine.data.classes import default_classes
+
+        classes = default_classes(int(classes or network.out_channels))
+    loss = loss if loss is not None else getattr(trainer_or_network, "loss_function", None)
+    return save_model(
+        network, model_dir, classes=classes, cases=[str(c["case"]) for c in cases],
+        loss=None if loss is None else near_loss_spec(loss), preprocessing=preprocessing,
+    )  # fmt: skip
 
 
-def trained_case_names(model_dir: str | Path) -> list[str]:
-    """The case ids in latent order, from ``cases.json`` next to ``model.pt``."""
-    path = Path(model_dir) / CASES_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: not found; train the bundle first (it writes models/{MODEL_FILE} and {CASES_FILE})")
-    return list(json.loads(path.read_text())["cases"])
+def load_model(model_dir: str | Path, *, device: Any = None) -> tuple[Any, Any]:
+    """The trained refiner of ``model_dir`` built from its ``model.json``, and that description.
 
-
-def load_model(network: Any, model_dir: str | Path, *, device: Any = None) -> list[str]:
-    """Load ``model.pt`` into ``network`` and return the trained case ids (latent order).
+    Returns:
+        ``(network, description)``; ``description.cases`` is the latent order.
 
     Raises:
-        InputError: the files are missing or do not fit the network (e.g. another class count).
+        InputError: naming the file, when ``model.json`` or ``model.pt`` is missing, unreadable
+            or does not fit.
     """
-    import torch
+    from medrefine.workflows.models import read_model
 
-    model_dir = Path(model_dir)
-    path = model_dir / MODEL_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: trained model not found; run the bundle's train config first")
-    names = trained_case_names(model_dir)
-    state = torch.load(path, map_location=device or "cpu", weights_only=True)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise InputError(f"{path}: does not fit the configured network ({first})") from None
-    return names
+    model = read_model(model_dir)
+    if not model.cases:
+        raise InputError(f"{model.where}: a NeAR model must list its training cases (latent order), found none")
+    return model.load_network(device=device), model
 
 
 # -------------------------------------------------------------------------------- refining
@@ -251,6 +277,7 @@ def refine_cases(
     *,
     mode: str = "transductive",
     trained_cases: Sequence[str] | None = None,
+    model: Any = None,
     fit_steps: int = 200,
     fit_lr: float = 1e-2,
     fit_resolution: int = 64,
@@ -273,8 +300,11 @@ def refine_cases(
         output_dir: where the folders above go.
         mode: ``"transductive"`` (decode a trained case with its own latent; NeAR) or
             ``"inductive"`` (fit a new latent to each case with the decoder frozen, then decode).
-        trained_cases: case ids in latent order (from :func:`load_model`); transductive mode looks
-            each case up there. Defaults to the order of ``cases``.
+        trained_cases: case ids in latent order; transductive mode looks each case up there.
+            Defaults to ``model.cases``, else to the order of ``cases``.
+        model: the model's description (from :func:`load_model`): its case order, and its
+            training loss, which inductive mode fits each new latent to (the objective the
+            decoder was trained on; without it, :func:`~medrefine.engines.fit_latent`'s default).
         fit_steps, fit_lr, fit_resolution, fit_num_points: latent fitting (inductive mode).
         chunk_size: query points per forward pass while decoding (bounds memory).
         device: decoding device; defaults to the network's.
@@ -297,9 +327,12 @@ def refine_cases(
     if mode not in _MODES:
         raise InputError(f"`mode` must be one of {list(_MODES)}, got {mode!r}")
     output_dir = Path(output_dir)
+    if trained_cases is None and model is not None:
+        trained_cases = model.cases
     names = list(trained_cases) if trained_cases is not None else [str(c["case"]) for c in cases]
     device = torch.device(device) if device is not None else next(network.parameters()).device
     network.to(device)
+    fit_loss = model.build_loss(device) if (model is not None and mode == "inductive") else None
     k = int(network.out_channels)
     rows, written = [], []
     for item in tqdm(cases, desc=f"refining ({mode})", disable=not progress):
@@ -314,7 +347,8 @@ def refine_cases(
             code: Any = names.index(case)
         else:
             code = fit_latent(network, appearance, torch.as_tensor(item["label"]), steps=fit_steps, lr=fit_lr,
-                              resolution=fit_resolution, num_points=fit_num_points, device=device)
+                              resolution=fit_resolution, num_points=fit_num_points, loss_function=fit_loss,
+                              device=device)
         label_cube, entropy_cube = decode_volume(network, code, appearance, chunk_size=chunk_size,
                                                  return_probabilities=False, normalize_entropy=True)
         label_cube = label_cube[0].cpu().numpy().astype(np.uint8)

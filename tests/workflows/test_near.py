@@ -75,10 +75,12 @@ def test_train_export_load_refine_evaluate(cohort, tmp_path):
                                  train_resolution=8, checkpoint_dir=tmp_path / "models", progress=False,
                                  tensorboard=False)
     trainer.run()
-    export_model(trainer, cases, tmp_path / "models")
-    fresh = _small_net(len(cases))
-    names = load_model(fresh, tmp_path / "models")
+    export_model(trainer, cases, tmp_path / "models", preprocessing={"resolution": 16, "window": [-100, 500]})
+    fresh, model = load_model(tmp_path / "models")
+    names = model.cases
     assert names == ["case_000", "case_001", "case_002"]
+    assert model.preprocessing == {"resolution": 16, "window": [-100, 500]}
+    assert model.classes == {0: "background", **{i: f"class_{i}" for i in range(1, 11)}}
     for a, b in zip(fresh.state_dict().values(), net.state_dict().values()):
         assert torch.equal(a, b)
     refined = refine_cases(fresh, cases[::-1], tmp_path / "out", trained_cases=names)  # order does not matter
@@ -170,3 +172,43 @@ def test_source_that_is_no_dataset(tmp_path):
     bad.write_text(json.dumps({"training": []}))
     with pytest.raises(InputError):
         load_refinement_cases(bad)
+
+
+def test_inductive_fit_uses_the_training_objective(cohort, tmp_path, monkeypatch):
+    """The latent of a new case is fitted to the loss the decoder was trained with (weights, lambdas)."""
+    from medrefine.losses import NeARLoss
+    from medrefine.losses.near import inverse_frequency_weights
+
+    cases = load_refinement_cases(cohort, size=16, num_classes=11)
+    net = _small_net(2)
+    labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases[:2]])
+    train_loss = NeARLoss(11, class_weights=inverse_frequency_weights(labels, 11, cap=5.0), lambda_dice=1.0,
+                          lambda_latent=0.1)
+    export_model(net, cases[:2], tmp_path / "models", loss=train_loss)
+    fresh, model = load_model(tmp_path / "models")
+    seen = {}
+    import medrefine.engines as engines
+
+    real_fit = engines.fit_latent
+
+    def spy(*args, **kwargs):
+        seen["loss"] = kwargs["loss_function"]
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(engines, "fit_latent", spy)
+    refine_cases(fresh, cases[2:], tmp_path / "ind", mode="inductive", model=model, fit_steps=2, fit_resolution=8)
+    fitted = seen["loss"]
+    assert isinstance(fitted, NeARLoss)
+    torch.manual_seed(0)
+    logits, target, latent = torch.randn(2, 50, 11), torch.randint(0, 11, (2, 50)), torch.randn(2, 8)
+    assert torch.allclose(fitted(logits, target, latent), train_loss(logits, target, latent))
+    # fit_latent's own default (this case's weights, cap 50, lambda_dice 0.2) is another objective
+    default = NeARLoss(11, class_weights=inverse_frequency_weights(target, 11, cap=50.0))
+    assert not torch.allclose(default(logits, target, latent), train_loss(logits, target, latent))
+
+
+def test_model_folder_without_description_is_refused(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "cases.json").write_text('{"cases": ["a"]}')
+    with pytest.raises(InputError, match=r"models/model\.json: model description not found .*train it again"):
+        load_model(tmp_path / "models")
