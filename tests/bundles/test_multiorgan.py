@@ -80,9 +80,13 @@ def test_inference_restores_original_geometry_of_non_ras_input(tmp_path):
     (root / "models").mkdir()
     smoke = json.loads((root / "configs" / "smoke.json").read_text())
     net = seg.build_network("unet3d", out_channels=3, channels=smoke["channels"], num_res_units=smoke["num_res_units"])
-    torch.save(net.state_dict(), root / "models" / "model.pt")
+    from medrefine.workflows.models import save_model
+
+    save_model(net, root / "models", classes={0: "background", 1: "liver", 2: "spleen"},
+               preprocessing={"pixdim": [1.5, 1.5, 1.5], "hu_window": [-500.0, 500.0], "roi_size": smoke["roi_size"]},
+               extra={"formulation": "multiclass", "network_name": "unet3d"})
     for low_memory in (False, True):
-        _run(root, "inference", data / "images", pixdim=[1.5, 1.5, 1.5], num_classes=3, hu_window=[-500.0, 500.0],
+        _run(root, "inference", data / "images", pixdim=[1.5, 1.5, 1.5], hu_window=[-500.0, 500.0],
              low_memory=low_memory, output_dir=str(root / f"inference_{low_memory}"))
     out = nib.load(str(root / "inference_False" / "s1_seg.nii.gz"))
     low = nib.load(str(root / "inference_True" / "s1_seg.nii.gz"))
@@ -151,7 +155,7 @@ def test_totalsegmentator_folders_with_structure_subset(tmp_path):
     root = _copy_bundle(tmp_path)
     keys = {"structures": ["spleen", "liver"], "epochs": 1}
     _run(root, "train", data, **keys)
-    assert json.loads((root / "models" / "label_map.json").read_text()) == {"0": "background", "1": "spleen", "2": "liver"}
+    assert json.loads((root / "models" / "model.json").read_text())["classes"] == {"0": "background", "1": "spleen", "2": "liver"}
     cached = nib.load(str(data / ".multilabel" / "labels" / "s1.nii.gz"))
     assert set(np.unique(np.asarray(cached.dataobj))) == {0, 1, 2}  # aorta left out
     _run(root, "evaluate", data, **keys)
