@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medrefine.errors import did_you_mean
+from medrefine.networks.describe import record_init_args
 from medrefine.networks.query_points import (
     _DENSE_MAX_VOXELS,
     _positive_ints,
@@ -213,15 +214,12 @@ class ImplicitRefiner(nn.Module):
         self.encoder_channels = int(encoder_channels)
         self.hidden_channels = hidden_channels
         self.use_coordinates = bool(use_coordinates)
-        # the constructor call that rebuilds this network (written to model.json by save_model)
-        self.init_args = {
-            "_target_": "medrefine.networks.ImplicitRefiner", "num_cases": self.num_cases,
-            "out_channels": self.out_channels, "latent_dim": self.latent_dim, "grid_channels": list(grid_channels),
-            "grid_sizes": list(grid_sizes), "appearance_channels": self.appearance_channels,
-            "encoder_channels": self.encoder_channels, "hidden_channels": list(hidden_channels), "act": str(act),
-            "norm": norm_key, "grid_refine": bool(grid_refine), "use_coordinates": self.use_coordinates,
-            "latent_init_std": float(latent_init_std),
-        }  # fmt: skip
+        record_init_args(self, "medrefine.networks.ImplicitRefiner", {
+            "num_cases": self.num_cases, "out_channels": self.out_channels, "latent_dim": self.latent_dim,
+            "grid_channels": grid_channels, "grid_sizes": grid_sizes, "appearance_channels": self.appearance_channels,
+            "encoder_channels": self.encoder_channels, "hidden_channels": hidden_channels, "act": act, "norm": norm_key,
+            "grid_refine": grid_refine, "use_coordinates": self.use_coordinates, "latent_init_std": latent_init_std,
+        })  # fmt: skip
 
         self.latents = nn.Embedding(self.num_cases, self.latent_dim)
         nn.init.normal_(self.latents.weight, std=float(latent_init_std))

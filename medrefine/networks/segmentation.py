@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from medrefine.errors import did_you_mean
+from medrefine.networks.describe import records_init_args
 
 __all__ = ["SEGMENTATION_NETWORKS", "build_segmentation_network"]
 
@@ -45,6 +46,7 @@ def _check_int(value: int, name: str, minimum: int) -> int:
     return value
 
 
+@records_init_args("medrefine.networks.build_segmentation_network")
 def build_segmentation_network(
     name: str,
     spatial_dims: int = 3,

@@ -3,6 +3,7 @@
 - :mod:`medrefine.workflows.near`: annotation refinement (NeAR) from cohort to report;
 - :mod:`medrefine.workflows.segmentation`: the multi-structure CT segmentation bundle's parts;
 - :mod:`medrefine.workflows.point_supervision`: the point-supervision (PA-Seg) bundle's parts;
+- :mod:`medrefine.workflows.models`: self-describing trained models (model.pt + model.json);
 - :mod:`medrefine.workflows.training`: training bookkeeping (resume, CSV history, curve PNG).
 """
 
@@ -10,4 +11,4 @@ from __future__ import annotations
 
 from medrefine._lazy import lazy_submodules
 
-__getattr__, __dir__ = lazy_submodules(__name__, ("near", "segmentation", "point_supervision", "training"))
+__getattr__, __dir__ = lazy_submodules(__name__, ("models", "near", "segmentation", "point_supervision", "training"))

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from medrefine.errors import InputError
+from medrefine.networks.describe import component_spec, record_init_args
+from medrefine.networks.describe import to_plain as _plain
 
 __all__ = [
     "DESCRIPTION_FILE",
@@ -60,46 +62,6 @@ _ABSENT = object()  # check_config: a key the model does not record
 
 
 # ------------------------------------------------------------------------------- specs
-
-
-def record_init_args(obj: Any, target: str, arguments: Mapping[str, Any]) -> Any:
-    """Attach ``{"_target_": target, **arguments}`` to ``obj`` as ``obj.init_args``; return ``obj``.
-
-    Builders that return MONAI modules (which do not remember their arguments) call this so that
-    :func:`save_model` can describe what they built.
-    """
-    object.__setattr__(obj, "init_args", {"_target_": str(target), **_plain(dict(arguments), "init_args")})
-    return obj
-
-
-def component_spec(obj: Any) -> dict[str, Any]:
-    """The ``{"_target_": ..., **arguments}`` that rebuilds ``obj`` (from its ``init_args``).
-
-    Raises:
-        InputError: ``obj`` carries no ``init_args`` (it was not built by a medrefine builder).
-    """
-    spec = getattr(obj, "init_args", None)
-    if not isinstance(spec, Mapping) or "_target_" not in spec:
-        raise InputError(
-            f"cannot describe {type(obj).__name__}: it has no `init_args`; build it with a medrefine builder "
-            "or pass its spec ({'_target_': ..., arguments}) explicitly"
-        )
-    return dict(spec)
-
-
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as JSON-ready data (tuples -> lists, tensors/arrays -> lists, numpy scalars -> numbers)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
-    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and scalars
-        return _plain(value.tolist(), where)
-    if isinstance(value, Path):
-        return str(value)
-    raise InputError(f"`{where}`: {type(value).__name__} cannot be written to {DESCRIPTION_FILE} (plain values only)")
 
 
 def _resolve_target(target: str, where: str) -> Any:
@@ -158,6 +120,11 @@ class ModelDescription:
         return str(self.path) if self.path is not None else DESCRIPTION_FILE
 
     @property
+    def weights_path(self) -> Path | None:
+        """The weights file this description belongs to (``model.json`` -> ``model.pt``)."""
+        return None if self.path is None else self.path.with_suffix(".pt")
+
+    @property
     def num_classes(self) -> int | None:
         """Classes (background included): from the class table, else the network's ``out_channels``."""
         if self.classes:
@@ -186,11 +153,11 @@ class ModelDescription:
         return network.to(device) if device is not None else network
 
     def load_network(self, device: Any = None, *, eval_mode: bool = True) -> Any:
-        """The network with its trained weights from the ``model.pt`` beside ``model.json``."""
+        """The network with its trained weights from the ``.pt`` file beside the description."""
         if self.path is None:
             raise InputError("this model description was not read from a folder: no weights to load")
         network = self.build_network()
-        load_weights(network, self.path.parent / MODEL_FILE, device=device)
+        load_weights(network, self.weights_path, device=device)
         if device is not None:
             network = network.to(device)
         return network.eval() if eval_mode else network
@@ -240,21 +207,22 @@ def _description(
     )
 
 
-def write_description(model_dir: str | Path, network: Any, **parts: Any) -> Path:
-    """Write ``model.json`` only (e.g. at the start of training, before ``model.pt`` exists).
+def write_description(model_dir: str | Path, network: Any, *, name: str = "model", **parts: Any) -> Path:
+    """Write the description only (e.g. at the start of training, before the weights exist).
 
     Args:
         model_dir: the model folder.
         network: the network (with ``init_args``) or its spec ``{"_target_": ..., **arguments}``.
+        name: file stem: ``<name>.json`` describes ``<name>.pt``. Defaults to ``"model"``.
         **parts: ``classes``, ``cases``, ``loss``, ``preprocessing``, ``extra`` (see :class:`ModelDescription`).
 
     Returns:
-        Path of ``model.json``.
+        Path of ``<name>.json``.
     """
     from medrefine.io import atomic_write
 
     description = _description(network, **parts)
-    path = Path(model_dir) / DESCRIPTION_FILE
+    path = Path(model_dir) / f"{name}.json"
     with atomic_write(path) as tmp:
         Path(tmp).write_text(json.dumps(description.to_dict(), indent=1) + "\n")
     return path
@@ -267,33 +235,38 @@ def save_model(network: Any, model_dir: str | Path, **parts: Any) -> Path:
         network: the trained network; it must carry ``init_args`` (see :func:`record_init_args`),
             or pass ``spec=`` with its description.
         model_dir: the model folder (created).
-        **parts: ``spec`` (overrides the network's own), ``classes``, ``cases``, ``loss`` (a module
-            with ``init_args`` or a spec), ``preprocessing``, ``extra``.
+        **parts: ``name`` (file stem, default ``"model"``), ``spec`` (overrides the network's own),
+            ``classes``, ``cases``, ``loss`` (a module with ``init_args`` or a spec),
+            ``preprocessing``, ``extra``.
 
     Returns:
-        Path of ``model.pt``.
+        Path of ``<name>.pt``.
     """
     import torch
 
     from medrefine.io import atomic_write
 
     spec = parts.pop("spec", None)
+    name = parts.pop("name", "model")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    write_description(model_dir, spec if spec is not None else network, **parts)
-    with atomic_write(model_dir / MODEL_FILE) as tmp:
+    write_description(model_dir, spec if spec is not None else network, name=name, **parts)
+    with atomic_write(model_dir / f"{name}.pt") as tmp:
         torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, tmp)
-    return model_dir / MODEL_FILE
+    return model_dir / f"{name}.pt"
 
 
-def read_model(model_dir: str | Path) -> ModelDescription:
-    """Read ``model.json`` from a model folder (or the file itself).
+def read_model(model: str | Path) -> ModelDescription:
+    """Read a model description: a model folder (its ``model.json``), a description file, or a
+    weights file (``stage1_unet.pt`` -> ``stage1_unet.json``).
 
     Raises:
         InputError: naming the file, when it is missing, not JSON, or lacks the network.
     """
-    path = Path(model_dir)
-    if path.is_dir() or path.suffix != ".json":
+    path = Path(model)
+    if path.suffix == ".pt":
+        path = path.with_suffix(".json")
+    elif path.is_dir() or path.suffix != ".json":
         path = path / DESCRIPTION_FILE
     if not path.is_file():
         legacy = path.parent / "cases.json"

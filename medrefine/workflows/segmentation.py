@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from medrefine.errors import InputError
+from medrefine.networks.describe import records_init_args
 
 __all__ = [
     "FORMULATIONS",
@@ -237,6 +238,7 @@ def out_channels(num_classes: int, formulation: str) -> int:
     return int(num_classes) if formulation == "multiclass" else int(num_classes) - 1
 
 
+@records_init_args("medrefine.workflows.segmentation.build_network")
 def build_network(
     name: str,
     *,
@@ -256,20 +258,14 @@ def build_network(
     """
     from monai.networks.nets import AttentionUnet, UNet
 
-    from medrefine.workflows.models import record_init_args
-
     _check_option(name, NETWORKS, "network_name")
     strides = tuple(strides) if strides is not None else (2,) * (len(channels) - 1)
     dims = 2 if name == "unet2d" else 3
     if name == "attention_unet3d":
-        net = AttentionUnet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
-                            channels=tuple(channels), strides=strides, dropout=dropout)
-    else:
-        net = UNet(spatial_dims=dims, in_channels=in_channels, out_channels=out_channels, channels=tuple(channels),
-                   strides=strides, num_res_units=num_res_units, dropout=dropout)
-    args = {"name": name, "in_channels": in_channels, "out_channels": out_channels, "channels": list(channels),
-            "strides": list(strides), "num_res_units": num_res_units, "dropout": dropout}
-    return record_init_args(net, "medrefine.workflows.segmentation.build_network", args)
+        return AttentionUnet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
+                             channels=tuple(channels), strides=strides, dropout=dropout)
+    return UNet(spatial_dims=dims, in_channels=in_channels, out_channels=out_channels, channels=tuple(channels),
+                strides=strides, num_res_units=num_res_units, dropout=dropout)
 
 
 def spatial_dims(name: str) -> int:
