@@ -59,10 +59,12 @@ class CohortProblem:
     case: str
     file: str
     problem: str
+    key: str = ""
 
     def __str__(self) -> str:
-        where = ", ".join(p for p in (f"case {self.case!r}" if self.case else "", self.file) if p)
-        return f"{where}: {self.problem}" if where else self.problem
+        where = ", ".join(p for p in (f"case {self.case!r}" if self.case else "", f"key {self.key!r}" if self.key else "") if p)
+        text = f"{self.problem}: {self.file}" if self.file else self.problem
+        return f"{text} ({where})" if where else text
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,10 @@ class _Problems:
     def __init__(self) -> None:
         self.items: list[CohortProblem] = []
 
-    def add(self, case: Any, file: Any, problem: str) -> None:
-        self.items.append(CohortProblem("" if case is None else str(case), "" if file is None else str(file), problem))
+    def add(self, case: Any, file: Any, problem: str, key: str = "") -> None:
+        self.items.append(
+            CohortProblem("" if case is None else str(case), "" if file is None else str(file), problem, key)
+        )
 
     def raise_if_any(self, source: Path) -> None:
         if not self.items:
@@ -296,7 +300,7 @@ def _read_totalseg(root: Path, cache_dir: Path, problems: _Problems) -> list[dic
                 "label": str((cache_dir / "labels" / f"{case_dir.name}.nii.gz").resolve()),
                 "segmentations": str((case_dir / "segmentations").resolve())}
         if not ct.is_file():
-            problems.add(case_dir.name, ct, "file not found ('image'): a TotalSegmentator case holds ct.nii.gz")
+            problems.add(case_dir.name, ct, "file not found (a TotalSegmentator case holds ct.nii.gz)", "image")
         cases.append(case)
     return cases
 
@@ -445,14 +449,14 @@ def load_cohort(
         for k in needed:
             if k not in case and str(case["case"]) not in unpaired:
                 shown = label_key if k == "label" else k
-                problems.add(case["case"], None, f"has no {shown!r} (keys: {sorted(entry)})")
+                problems.add(case["case"], None, f"has no {shown!r}; it has {sorted(entry)}")
         for k, v in case.items():
             if k in NON_PATH_KEYS or not isinstance(v, str):
                 continue
             if layout == "totalsegmentator" and k == "label":
                 continue  # built by materialize_labels
             if not Path(v).exists():
-                problems.add(case["case"], v, f"file not found ({k!r})")
+                problems.add(case["case"], v, "file not found", k)
         out.append(case)
     if strict:
         problems.raise_if_any(shown_source)

@@ -196,6 +196,12 @@ def _check_totalseg_case(problems: _Problems, case: Mapping[str, Any], classes: 
                 problems.add(cid, masks[name], f"grid differs from image: {err}")
 
 
+def _add_cohort_problems(problems: _Problems, cohort: Cohort) -> None:
+    for item in cohort.problems:
+        text = f"{item.problem} ({item.key!r})" if item.key else item.problem
+        problems.add(item.case or None, item.file or None, text)
+
+
 def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: str | None = None) -> pd.DataFrame:
     """Check a dataset and return its problems, one row per problem.
 
@@ -231,8 +237,7 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
         raise InputError(f"`num_classes` must be >= 1 (background included), got {num_classes!r}")
     cohort = load_cohort(path, key=key, strict=False)
     problems = _Problems(cohort.root)
-    for item in cohort.problems:
-        problems.add(item.case or None, item.file or None, item.problem)
+    _add_cohort_problems(problems, cohort)
     if num_classes is None:
         num_classes = cohort.num_classes
     if cohort.layout == "multinear":
@@ -240,8 +245,7 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
         return problems.frame()
     if "multinear" in cohort.layouts:  # e.g. `medrefine prepare --layout multinear`: both are checked
         arrays = load_cohort(cohort.root, layout="multinear", strict=False)
-        for item in arrays.problems:
-            problems.add(item.case or None, item.file or None, item.problem)
+        _add_cohort_problems(problems, arrays)
         _check_multinear(arrays, problems, num_classes)
     for case in cohort.cases:
         if cohort.layout == "totalsegmentator":
