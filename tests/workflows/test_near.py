@@ -164,8 +164,12 @@ def test_label_grid_differs_from_image(cohort, tmp_path):
 
 def test_source_that_is_no_dataset(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="expected a datalist.json or the MultiNeAR layout"):
+    with pytest.raises(InputError, match="folder is empty"):
         load_refinement_cases(tmp_path / "empty")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    with pytest.raises(InputError, match=r"notes: not a dataset: looked for datalist\.json, images/ \+ labels/"):
+        load_refinement_cases(tmp_path / "notes")
     bad = tmp_path / "d.json"
     bad.write_text(json.dumps({"training": []}))
     with pytest.raises(InputError):
