@@ -62,9 +62,10 @@ class CohortProblem:
     key: str = ""
 
     def __str__(self) -> str:
+        if not self.file:
+            return f"case {self.case!r}: {self.problem}" if self.case else self.problem
         where = ", ".join(p for p in (f"case {self.case!r}" if self.case else "", f"key {self.key!r}" if self.key else "") if p)
-        text = f"{self.problem}: {self.file}" if self.file else self.problem
-        return f"{text} ({where})" if where else text
+        return f"{self.problem}: {self.file}" + (f" ({where})" if where else "")
 
 
 @dataclass(frozen=True)
