@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from medrefine.data.cohort import Cohort
 
-__all__ = ["COLUMNS", "validate_dataset", "format_problems", "has_errors"]
+__all__ = ["COLUMNS", "validate_dataset", "check_cohort", "require_valid", "format_problems", "has_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ def _check_nifti_case(problems: _Problems, entry: Mapping[str, Any], num_classes
     case = entry.get("case")
     volumes = {}
     for key, value in entry.items():
-        if key in NON_PATH_KEYS or not isinstance(value, str):
-            continue
+        if key in NON_PATH_KEYS or not isinstance(value, str) or value.lower().endswith(".json"):
+            continue  # point files (.json) are read by the point tools, not as images
         path = Path(value)
         if not path.exists():
             continue  # reported by load_cohort
@@ -235,7 +235,21 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
 
     if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
         raise InputError(f"`num_classes` must be >= 1 (background included), got {num_classes!r}")
-    cohort = load_cohort(path, key=key, strict=False)
+    return check_cohort(load_cohort(path, key=key, strict=False), num_classes=num_classes)
+
+
+def check_cohort(cohort: Cohort, *, num_classes: int | None = None) -> pd.DataFrame:
+    """Open and check every file of a cohort (the checks of :func:`validate_dataset`).
+
+    Args:
+        cohort: from :func:`medrefine.data.cohort.load_cohort`; its ``problems`` become rows.
+        num_classes: classes including background; default the cohort's class table.
+
+    Returns:
+        The problems table (columns :data:`COLUMNS`).
+    """
+    from medrefine.data.cohort import load_cohort
+
     problems = _Problems(cohort.root)
     _add_cohort_problems(problems, cohort)
     if num_classes is None:
@@ -253,6 +267,28 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
         else:
             _check_nifti_case(problems, case, num_classes)
     return problems.frame()
+
+
+def require_valid(cohort: Cohort, *, num_classes: int | None = None) -> Cohort:
+    """Return ``cohort`` when :func:`check_cohort` finds no error; raise otherwise.
+
+    The bundles' case loaders call this before their first output, so they accept exactly the
+    datasets ``medrefine validate`` passes (warnings, such as an empty label, do not refuse).
+
+    Raises:
+        InputError: one line per error (up to 10), naming the case, the file and the problem.
+    """
+    problems = check_cohort(cohort, num_classes=num_classes)
+    errors = problems[problems["severity"] == "error"] if len(problems) else problems
+    if len(errors):
+        lines = [f"case {r['case']!r}, {r['file']}: {' '.join(r['problem'].split())}"
+                 for r in errors.head(10).to_dict(orient="records")]
+        more = [f"... and {len(errors) - 10} more"] if len(errors) > 10 else []
+        raise InputError(
+            f"{cohort.source}: {len(errors)} error(s) (`medrefine validate {cohort.source}` lists them all):\n  "
+            + "\n  ".join(lines + more)
+        )
+    return cohort
 
 
 def has_errors(problems: pd.DataFrame) -> bool:

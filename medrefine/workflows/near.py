@@ -87,14 +87,16 @@ def load_refinement_cases(
         ``clean_path``.
 
     Raises:
-        InputError: naming the case and file, for a missing file, image and label on different
-            grids, a label with more classes than ``num_classes``, or an empty cohort.
+        InputError: naming the case and file, for anything ``medrefine validate`` flags as an error
+            (:func:`medrefine.data.validate.require_valid`: missing or unreadable files, image and
+            label on different grids, ...), or a label with more classes than ``num_classes``.
     """
     from tqdm.auto import tqdm
 
     from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
 
-    cohort = load_cohort(source, key=key, label_key=label_key).materialize_labels()
+    cohort = require_valid(load_cohort(source, key=key, label_key=label_key)).materialize_labels()
     path = cohort.source
     cases: list[dict[str, Any]] = []
     if cohort.layout == "multinear":

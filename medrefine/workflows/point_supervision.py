@@ -64,17 +64,19 @@ def load_cases(
     made from it).
 
     Raises:
-        InputError: not a dataset, an entry without image or points, a missing file, or (with
-            ``require_labels``) an entry without a label — naming the datalist and the entries.
+        InputError: not a dataset, an entry without image or points, or (with ``require_labels``)
+            without a label, or anything ``medrefine validate`` flags as an error
+            (:func:`medrefine.data.validate.require_valid`) — naming the datalist and the entries.
     """
     from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
 
     if simulate_points:
         points_key, require_labels, label_key = None, True, label_key or "label"
     require = ["image"] + ([points_key] if points_key else []) + (["label"] if require_labels and label_key else [])
     fill = {points_key: points_dir} if points_key and points_dir else None
     cohort = load_cohort(dataset_dir, key=key, label_key=label_key or "label", require=require, fill_from=fill)
-    cohort = cohort.materialize_labels()
+    cohort = require_valid(cohort).materialize_labels()
     cases = []
     for c in cohort.cases:
         case = {"case": str(c["case"]), "image": c["image"]}

@@ -146,12 +146,14 @@ def load_cases(
     keep only ``case``, ``image`` and ``label``.
 
     Raises:
-        InputError: not a dataset, a listed file is missing, or a case has no image or label.
+        InputError: not a dataset, or anything ``medrefine validate`` flags as an error
+            (:func:`medrefine.data.validate.require_valid`).
     """
     from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
 
     cohort = load_cohort(dataset_dir, key=key, label_key=label_key, structures=structures, cache_dir=cache_dir)
-    cohort = cohort.materialize_labels()
+    cohort = require_valid(cohort).materialize_labels()
     # only image/label/case: MONAI's Spacingd takes any other key starting with "label_" for metadata
     return [{"case": str(c["case"]), "image": c["image"], "label": c["label"]} for c in cohort.cases]
 
