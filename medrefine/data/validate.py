@@ -1,15 +1,17 @@
 """Check a dataset folder or datalist and list its problems, one row per problem.
 
-Recognised inputs: a datalist JSON; a folder holding ``datalist.json``; a folder with
-``images/`` + ``labels/`` (or nnU-Net's ``imagesTr/`` + ``labelsTr/``) paired by case id; a
-MultiNeAR folder (``appearance/``, ``shape/``, ``info.csv``). A folder written by
+The cases checked are the ones :func:`medrefine.data.cohort.load_cohort` reads (any layout it
+knows: datalist, ``images/`` + ``labels/``, ``imagesTr/`` + ``labelsTr/``, MultiNeAR,
+TotalSegmentator cases, ...); the bundles' case loaders call :func:`require_valid` with the same
+checks, so a dataset without error rows is one every bundle accepts. A folder written by
 ``medrefine prepare --layout multinear`` holds both a datalist and the MultiNeAR arrays: both
 are checked.
 
 Checks per case (severity ``error`` unless noted): missing file; unreadable file (truncated,
 not an image, NaN/Inf, zero size); image/label grids that differ (shape, spacing, affine);
 label values that are not integers, negative, or ``>= num_classes``; a label without any
-foreground (``warning``); images without a label and labels without an image; repeated case ids.
+foreground (``warning``); images without a label and labels without an image; repeated case ids;
+TotalSegmentator masks that are not 0/1 or not on the CT's grid.
 """
 
 from __future__ import annotations
