@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from medrefine.data.validate import has_errors, validate_dataset
