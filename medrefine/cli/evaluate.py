@@ -21,33 +21,44 @@ def _parse_metrics(value: str) -> tuple[str, ...]:
     return names
 
 
-def _find_classes(ref: Path) -> Path | None:
-    """A ``classes.json`` in the reference folder (or its parent, the cohort layout), if any."""
-    folder = ref if ref.is_dir() else ref.parent
-    for candidate in (folder / "classes.json", folder.parent / "classes.json"):
-        if candidate.is_file():
-            return candidate
-    return None
+def _reference_cohort(ref: Path, key: str, task: str | None):
+    """The cohort when --ref is a labelled dataset (datalist, images/ + labels/, ...), else None."""
+    from medrefine.data.cohort import load_cohort
+    from medrefine.errors import InputError
+
+    try:
+        found = load_cohort(ref, key=key, require=(), task=task, strict=False)
+    except InputError:
+        if ref.is_file() and ref.name.lower().endswith(".json"):
+            raise
+        return None  # a label file, or a folder of label files
+    if found.layout in ("image_folder", "dicom_series"):
+        return None
+    return load_cohort(ref, key=key, require=("label",), task=task).materialize_labels()
 
 
 def _resolve_classes(classes: str | None, task: str | None, ref: Path) -> dict[int, str] | None:
+    """--classes, else the class table of the cohort --ref lies in (its folder or the parent)."""
     from medrefine.data.classes import load_classes
+    from medrefine.data.cohort import load_cohort
     from medrefine.errors import InputError
 
     if classes is not None:
         return load_classes(classes, task=task)
-    found = _find_classes(ref)
-    if found is None:
-        if task is not None:
-            raise InputError("--task chooses a table inside --classes; pass --classes too")
-        return None
-    try:
-        table = load_classes(found, task=task)
-    except InputError as err:
-        click.echo(f"not using {found} for class names ({err}); pass --classes/--task to choose", err=True)
-        return None
-    click.echo(f"class names from {found}", err=True)
-    return table
+    folder = ref if ref.is_dir() else ref.parent
+    for candidate in (folder, folder.parent):
+        try:
+            table = load_cohort(candidate, key=None, require=(), task=task, strict=False).classes
+        except InputError as err:
+            if "class table" in str(err) or "classes.json" in str(err):
+                click.echo(f"not using {candidate} for class names ({err}); pass --classes/--task to choose", err=True)
+            continue
+        if table is not None:
+            click.echo(f"class names from {candidate}", err=True)
+            return table
+    if task is not None:
+        raise InputError("--task chooses a table inside --classes; pass --classes too")
+    return None
 
 
 def _match_images(images: str, cases: list[str]) -> dict[str, Path]:
@@ -110,10 +121,12 @@ def _summary_table(df) -> str:
 @click.option("--pred", required=True, type=click.Path(exists=True),
               help="Folder of predicted label maps (NIfTI, NRRD, MHA, .npy), or one file.")
 @click.option("--ref", required=True, type=click.Path(exists=True),
-              help="Folder of reference label maps, or one file; matched to --pred by file name without suffix.")
+              help="Folder of reference label maps, or one file, matched to --pred by file name without suffix; "
+                   "or a dataset (datalist JSON, images/ + labels/, ...) whose cases' labels are the references.")
+@click.option("--key", default="training", show_default=True, help="Datalist list of a dataset --ref.")
 @click.option("--classes", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Class table JSON ({\"1\": \"liver\"}, TotalSegmentator's, a datalist's \"labels\"). "
-                   "Default: classes.json next to --ref or in its parent, else the values found.")
+                   "Default: the class table of the dataset --ref is or lies in, else the values found.")
 @click.option("--task", default=None, help="Table inside --classes holding several (TotalSegmentator: total, total_mr).")
 @click.option("--images", type=click.Path(exists=True), default=None,
               help="Folder of the images (files or DICOM series folders, by case id), recorded for report overlays.")
@@ -131,6 +144,7 @@ def _summary_table(df) -> str:
 def evaluate(
     pred: str,
     ref: str,
+    key: str,
     classes: str | None,
     task: str | None,
     images: str | None,
@@ -155,10 +169,21 @@ def evaluate(
       medrefine evaluate --pred seg.nii.gz --ref ct_seg.nii.gz --classes classes.json --task total --out m.csv
     """
     from medrefine.metrics import build_sources, evaluate_pairs, match_folders, write_metrics_csv, write_sources
+    from medrefine.metrics.evaluate import list_cases, match_references
 
     names = _parse_metrics(metric_list)
-    table = _resolve_classes(classes, task, Path(ref))
-    pairs = match_folders(pred, ref)
+    cohort = _reference_cohort(Path(ref), key, task)
+    if cohort is not None:
+        table = _resolve_classes(classes, task, Path(ref)) if classes is not None else cohort.classes
+        references = {str(c["case"]): c["label"] for c in cohort.cases}
+        predictions = list_cases(pred, role="prediction folder")
+        if Path(pred).is_file():  # one prediction: its case of the cohort
+            references = {c: p for c, p in references.items() if c in predictions}
+        pairs = match_references(predictions, references,
+                                 pred_name=str(Path(pred).resolve()), ref_name=str(cohort.source))
+    else:
+        table = _resolve_classes(classes, task, Path(ref))
+        pairs = match_folders(pred, ref)
     df = evaluate_pairs(
         pairs,
         classes=table,
@@ -171,6 +196,8 @@ def evaluate(
     out_path = write_metrics_csv(df, out)
     scored = dict(df[["class_id", "class_name"]].drop_duplicates().itertuples(index=False))
     image_paths = _match_images(images, [c for c, _, _ in pairs]) if images else None
+    if image_paths is None and cohort is not None:
+        image_paths = {str(c["case"]): Path(c["image"]) for c in cohort.cases if "image" in c}
     sources_path = write_sources(build_sources(pairs, scored, images=image_paths), out_path.with_name(f"{out_path.stem}.sources.json"))
     click.echo(_summary_table(df))
     click.echo(f"{len(pairs)} case(s), {len(scored)} class(es): wrote {out_path} ({len(df)} rows) and {sources_path}")

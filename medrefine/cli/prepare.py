@@ -6,8 +6,9 @@ import click
 
 
 @click.command()
-@click.option("--datalist", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Datalist JSON listing the cases (entries with 'image' and 'label').")
+@click.option("--datalist", type=click.Path(exists=True), default=None,
+              help="Datalist JSON listing the cases (entries with 'image' and 'label'), or a dataset folder "
+                   "(datalist.json, images/ + labels/, TotalSegmentator cases, ...).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of images (<case>.nii.gz, .nrrd, ...); use with --labels instead of --datalist.")
 @click.option("--labels", type=click.Path(exists=True, file_okay=False), default=None,

@@ -13,8 +13,9 @@ import click
 def validate(path: str, num_classes: int | None, key: str | None) -> None:
     """Check the dataset at PATH and print one row per problem.
 
-    PATH is a datalist JSON or a folder (datalist.json, images/ + labels/, or the MultiNeAR
-    layout). Exits with code 1 when any problem is an error (warnings alone exit 0).
+    PATH is a datalist JSON or a dataset folder (datalist.json, images/ + labels/, imagesTr/ +
+    labelsTr/, MultiNeAR, TotalSegmentator cases). The bundles accept PATH exactly when no
+    problem is an error. Exits with code 1 when any problem is an error (warnings alone exit 0).
 
     \b
     Example:

@@ -10,6 +10,6 @@ from medrefine._lazy import lazy_submodules
 
 __getattr__, __dir__ = lazy_submodules(
     __name__,
-    ("blobs", "classes", "corruption", "datalist", "layouts", "phantoms", "prepare", "prepare_dataset", "shapes", "splits",
+    ("blobs", "classes", "cohort", "corruption", "datalist", "layouts", "phantoms", "prepare", "prepare_dataset", "shapes", "splits",
      "validate"),
 )

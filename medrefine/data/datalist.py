@@ -29,7 +29,9 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "NON_PATH_KEYS",
     "case_id",
+    "is_dicom_series",
     "list_cases",
+    "resolve_entry",
     "match_cases",
     "datalist_from_folders",
     "write_datalist",
@@ -73,15 +75,38 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and not name.startswith(".") and any(name.endswith(s) for s in IMAGE_SUFFIXES)
 
 
-def list_cases(folder: str | Path, *, what: str = "image") -> dict[str, Path]:
+def is_dicom_series(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a DICOM series: files only, the first one a DICOM file.
+
+    Only the first file's 132-byte preamble is read (``.dcm`` ending or the ``DICM`` marker), so
+    the test is cheap; :func:`medrefine.io.load_image` reads the series.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    if not entries or any(p.is_dir() for p in entries):
+        return False
+    first = entries[0]
+    if first.name.lower().endswith(".dcm"):
+        return True
+    try:
+        with open(first, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def list_cases(folder: str | Path, *, what: str = "image", series: bool = False) -> dict[str, Path]:
     """Map case id -> file for the image files directly inside ``folder`` (sorted by case id).
 
-    Sub-folders, hidden files and files with other endings (``.json`` sidecars, ``.csv``) are
-    ignored.
+    Sub-folders (unless ``series``), hidden files and files with other endings (``.json``
+    sidecars, ``.csv``) are ignored.
 
     Args:
         folder: the folder to list.
         what: what the folder holds, used in error messages (``"image"``, ``"label"``).
+        series: also list sub-folders holding a DICOM series (case id = folder name).
 
     Returns:
         ``{case_id: absolute Path}``.
@@ -95,13 +120,18 @@ def list_cases(folder: str | Path, *, what: str = "image") -> dict[str, Path]:
         raise InputError(f"{what} folder not found: {folder}")
     cases: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if not _is_image_file(path):
+        if not (_is_image_file(path) or (series and not path.name.startswith(".") and is_dicom_series(path))):
             continue
         cid = case_id(path)
         if cid in cases:
             raise InputError(f"{folder}: two {what} files for case {cid!r}: {cases[cid].name} and {path.name}")
         cases[cid] = path.resolve()
     if not cases:
+        if series:
+            raise InputError(
+                f"{what} folder {folder} is empty: no image files (expected names ending in "
+                f"{', '.join(IMAGE_SUFFIXES)}) or DICOM series folders"
+            )
         raise InputError(
             f"{what} folder {folder} is empty: no image files (expected names ending in {', '.join(IMAGE_SUFFIXES)})"
         )
@@ -251,6 +281,39 @@ def read_datalist(path: str | Path) -> dict:
     return data
 
 
+def resolve_entry(item: str | Mapping, root: str | Path, *, index: int = 0) -> dict:
+    """One datalist entry with absolute paths and a ``case`` id.
+
+    Args:
+        item: the entry as stored: an object, or a bare path (decathlon ``test`` lists), which
+            becomes ``{"image": path}``.
+        root: the folder relative paths start from (the datalist's folder).
+        index: the entry's position, naming it when it has neither ``case`` nor a path.
+
+    Returns:
+        The entry with every path-valued key (all but ``case``, ``id``, ``fold``, ...) absolute;
+        ``case`` is filled from the image name when absent.
+
+    Raises:
+        InputError: the entry is neither an object nor a path.
+    """
+    if isinstance(item, str):
+        item = {"image": item}
+    if not isinstance(item, Mapping):
+        raise InputError(f"entry {index} must be an object or a path, got {item!r}")
+    root = Path(root)
+    entry: dict = {}
+    for k, v in item.items():
+        if k in NON_PATH_KEYS or not isinstance(v, str):
+            entry[k] = v
+        else:
+            entry[k] = str((root / v).resolve()) if not Path(v).is_absolute() else v
+    if "case" not in entry:
+        first = entry.get("image") or next((v for k, v in entry.items() if isinstance(v, str)), f"entry_{index}")
+        entry["case"] = case_id(first)
+    return entry
+
+
 def load_datalist(
     path: str | Path,
     key: str = "training",
@@ -291,27 +354,17 @@ def load_datalist(
     root = Path(base_dir) if base_dir is not None else path.resolve().parent
     entries: list[dict] = []
     for index, item in enumerate(items):
-        if isinstance(item, str):
-            item = {"image": item}
-        if not isinstance(item, Mapping):
-            raise InputError(f"{path}: entry {index} of {key!r} must be an object or a path, got {item!r}")
-        entry: dict = {}
-        for k, v in item.items():
-            if k in NON_PATH_KEYS or not isinstance(v, str):
-                entry[k] = v
-            else:
-                entry[k] = str((root / v).resolve()) if not Path(v).is_absolute() else v
-        if "case" not in entry:
-            first = entry.get("image") or next((v for k, v in entry.items() if isinstance(v, str)), f"entry_{index}")
-            entry["case"] = case_id(first)
+        try:
+            entry = resolve_entry(item, root, index=index)
+        except InputError as err:
+            raise InputError(f"{path}: {err} (list {key!r})") from None
         if check_files:
             for k, v in entry.items():
                 if k in NON_PATH_KEYS or not isinstance(v, str):
                     continue
                 if not Path(v).exists():
                     raise InputError(
-                        f"{path}: file not found: {v} (entry {index} of {key!r}, case {entry['case']!r}, key {k!r}: "
-                        f"{item[k]!r})"
+                        f"{path}: file not found: {v} (entry {index} of {key!r}, case {entry['case']!r}, key {k!r})"
                     )
         entries.append(entry)
     counts = Counter(str(e["case"]) for e in entries)

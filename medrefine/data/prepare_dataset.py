@@ -37,20 +37,23 @@ logger = logging.getLogger(__name__)
 
 
 def _entries_from_source(source: Any, key: str) -> tuple[list[dict], dict, list[Path]]:
-    """(entries with absolute paths, datalist header, folders the source lives in)."""
-    from medrefine.data.datalist import NON_PATH_KEYS, load_datalist, read_datalist
+    """(entries with absolute paths, header ``{"name", "labels"}``, folders the source lives in).
+
+    A path is read with :func:`medrefine.data.cohort.load_cohort` (any layout it knows); a dict
+    or list holds entries with paths already (as from ``datalist_from_folders``).
+    """
+    from medrefine.data.datalist import NON_PATH_KEYS
 
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if path.is_dir():
-            candidate = path / "datalist.json"
-            if not candidate.is_file():
-                raise InputError(
-                    f"{path}: is a folder without datalist.json; pass a datalist JSON or image/label folders"
-                )
-            path = candidate
-        entries = load_datalist(path, key)
-        return entries, read_datalist(path), [path.resolve().parent]
+        from medrefine.data.cohort import load_cohort
+
+        cohort = load_cohort(source, key=key).materialize_labels()
+        header: dict = {"name": cohort.name}
+        if cohort.classes is not None:
+            header["labels"] = {str(k): v for k, v in cohort.classes.items()}
+        # TotalSegmentator's mask folder is what the merged label was made from, not a label to prepare
+        cases = [{k: v for k, v in c.items() if k != "segmentations"} for c in cohort.cases]
+        return cases, header, [cohort.root]
     if isinstance(source, Mapping):
         if key not in source:
             raise InputError(f"datalist has no list {key!r}; keys: {sorted(source)}.{did_you_mean(key, source)}")
@@ -119,7 +122,8 @@ def prepare_dataset(
     renamed to ``out_dir`` at the end: after an error nothing is left behind.
 
     Args:
-        source: a datalist JSON (or a folder holding ``datalist.json``), a datalist dict with
+        source: a dataset path :func:`~medrefine.data.cohort.load_cohort` reads (a datalist JSON,
+            a folder holding ``datalist.json``, ``images/`` + ``labels/``, ...), a datalist dict with
             absolute paths (as from :func:`~medrefine.data.datalist.datalist_from_folders`), or a
             list of such entries. Entries need ``image`` and ``label``.
         out_dir: output folder; must not be (or contain, or lie inside) a folder of input files.
@@ -201,14 +205,14 @@ def prepare_dataset(
                     label_interpolation=label_interpolation, case=case,
                 )
                 info["image"], info["label"] = entry["image"], entry["label"]
-                new_entry = {"case": case, "image": str(tmp / "images" / f"{case}.nii.gz")}
-                save_nifti(image_cube, new_entry["image"], protect=protect)
-                new_entry["label"] = str(tmp / "labels" / f"{case}.nii.gz")
-                save_nifti(label_cube, new_entry["label"], protect=protect)
+                # paths relative to the datalist: they hold after tmp is renamed to out_dir
+                new_entry = {"case": case, "image": f"images/{case}.nii.gz", "label": f"labels/{case}.nii.gz"}
+                save_nifti(image_cube, tmp / new_entry["image"], protect=protect)
+                save_nifti(label_cube, tmp / new_entry["label"], protect=protect)
                 for k, extra in extras.items():
                     info[k] = entry[k]
-                    new_entry[k] = str(tmp / k / f"{case}.nii.gz")
-                    save_nifti(apply_prepare(extra, info, is_label=True), new_entry[k], protect=protect)
+                    new_entry[k] = f"{k}/{case}.nii.gz"
+                    save_nifti(apply_prepare(extra, info, is_label=True), tmp / new_entry[k], protect=protect)
                 if layout == "multinear":
                     appearance = normalize_appearance(image_cube.array, window=window)
                     save_multinear_case(tmp, case, appearance, label_cube.array)

@@ -1,15 +1,17 @@
 """Check a dataset folder or datalist and list its problems, one row per problem.
 
-Recognised inputs: a datalist JSON; a folder holding ``datalist.json``; a folder with
-``images/`` + ``labels/`` (or nnU-Net's ``imagesTr/`` + ``labelsTr/``) paired by case id; a
-MultiNeAR folder (``appearance/``, ``shape/``, ``info.csv``). A folder written by
+The cases checked are the ones :func:`medrefine.data.cohort.load_cohort` reads (any layout it
+knows: datalist, ``images/`` + ``labels/``, ``imagesTr/`` + ``labelsTr/``, MultiNeAR,
+TotalSegmentator cases, ...); the bundles' case loaders call :func:`require_valid` with the same
+checks, so a dataset without error rows is one every bundle accepts. A folder written by
 ``medrefine prepare --layout multinear`` holds both a datalist and the MultiNeAR arrays: both
 are checked.
 
 Checks per case (severity ``error`` unless noted): missing file; unreadable file (truncated,
 not an image, NaN/Inf, zero size); image/label grids that differ (shape, spacing, affine);
 label values that are not integers, negative, or ``>= num_classes``; a label without any
-foreground (``warning``); images without a label and labels without an image; repeated case ids.
+foreground (``warning``); images without a label and labels without an image; repeated case ids;
+TotalSegmentator masks that are not 0/1 or not on the CT's grid.
 """
 
 from __future__ import annotations
@@ -21,20 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medrefine.errors import InputError
+from medrefine.errors import InputError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "validate_dataset", "format_problems", "has_errors"]
+    from medrefine.data.cohort import Cohort
+
+__all__ = ["COLUMNS", "validate_dataset", "check_cohort", "require_valid", "format_problems", "has_errors"]
 
 logger = logging.getLogger(__name__)
 
 #: Columns of the problems table.
 COLUMNS = ["case", "file", "severity", "problem"]
 
-_PAIR_FOLDERS = (("images", "labels"), ("imagesTr", "labelsTr"))
-_DATALIST_KEYS = ("training", "validation", "test")
 
 
 class _Problems:
@@ -62,17 +64,6 @@ class _Problems:
 
         frame = pd.DataFrame(self.rows, columns=COLUMNS)
         return frame.sort_values("case", kind="stable").reset_index(drop=True)
-
-
-def _num_classes_from(labels: Any) -> int | None:
-    if not isinstance(labels, Mapping) or not labels:
-        return None
-    from medrefine.data.classes import parse_classes
-
-    try:
-        return max(parse_classes(labels, source="datalist labels")) + 1
-    except InputError:
-        return None
 
 
 def _check_label_values(label: np.ndarray, num_classes: int | None) -> list[tuple[str, str]]:
@@ -106,12 +97,11 @@ def _check_nifti_case(problems: _Problems, entry: Mapping[str, Any], num_classes
     case = entry.get("case")
     volumes = {}
     for key, value in entry.items():
-        if key in NON_PATH_KEYS or not isinstance(value, str):
-            continue
+        if key in NON_PATH_KEYS or not isinstance(value, str) or value.lower().endswith(".json"):
+            continue  # point files (.json) are read by the point tools, not as images
         path = Path(value)
         if not path.exists():
-            problems.add(case, path, f"file not found ({key!r})")
-            continue
+            continue  # reported by load_cohort
         try:
             volume = load_image(path)
         except InputError as err:
@@ -134,102 +124,36 @@ def _check_nifti_case(problems: _Problems, entry: Mapping[str, Any], num_classes
             problems.add(case, entry[key], f"grid differs from {reference_key}: {err}")
 
 
-def _entries_from_datalist(path: Path, key: str | None, problems: _Problems) -> tuple[list[dict], int | None]:
-    from collections import Counter
-
-    from medrefine.data.datalist import NON_PATH_KEYS, case_id, read_datalist
-    from medrefine.errors import did_you_mean
-
-    data = read_datalist(path)
-    if key is not None and key not in data:
-        raise InputError(f"{path}: datalist has no list {key!r}; it has {sorted(data)}.{did_you_mean(key, data)}")
-    keys = [key] if key is not None else [k for k in _DATALIST_KEYS if isinstance(data.get(k), list)]
-    if not keys:
-        raise InputError(f"{path}: datalist has no list 'training', 'validation' or 'test'; it has {sorted(data)}")
-    root = path.resolve().parent
-    entries: list[dict] = []
-    for k in keys:
-        items = data[k]
-        if not isinstance(items, list):
-            raise InputError(f"{path}: {k!r} must be a list of entries, got {type(items).__name__}")
-        for index, item in enumerate(items):
-            if isinstance(item, str):
-                item = {"image": item}
-            if not isinstance(item, Mapping):
-                problems.add(None, path, f"entry {index} of {k!r} must be an object or a path, got {item!r}")
-                continue
-            entry = {
-                name: str(root / value) if name not in NON_PATH_KEYS and isinstance(value, str) else value
-                for name, value in item.items()
-            }
-            entry.setdefault("case", case_id(entry.get("image", f"{k}_{index}")))
-            entries.append(entry)
-    if not entries:
-        raise InputError(f"{path}: datalist lists no cases")
-    for cid, count in Counter(str(e["case"]) for e in entries).items():
-        if count > 1:
-            problems.add(cid, path, f"case id listed {count} times in the datalist")
-    return entries, _num_classes_from(data.get("labels"))
-
-
-def _entries_from_pair_folders(image_dir: Path, label_dir: Path, problems: _Problems) -> list[dict]:
-    from medrefine.data.datalist import list_cases
-
-    def listed(folder: Path, what: str) -> dict[str, Path]:
-        try:
-            return list_cases(folder, what=what)
-        except InputError as err:
-            if "is empty" in str(err):
-                return {}
-            raise
-
-    images, labels = listed(image_dir, "image"), listed(label_dir, "label")
-    if not images and not labels:
-        raise InputError(f"{image_dir} and {label_dir} are empty: no cases to check")
-    for cid in sorted(set(images) - set(labels)):
-        problems.add(cid, images[cid], f"image has no label in {label_dir.name}/ (files are paired by name)")
-    for cid in sorted(set(labels) - set(images)):
-        problems.add(cid, labels[cid], f"label has no image in {image_dir.name}/ (files are paired by name)")
-    entries = []
-    for cid in sorted(set(images) | set(labels)):
-        entry: dict[str, Any] = {"case": cid}
-        if cid in images:
-            entry["image"] = str(images[cid])
-        if cid in labels:
-            entry["label"] = str(labels[cid])
-        entries.append(entry)
-    return entries
-
-
-def _check_multinear(root: Path, problems: _Problems, num_classes: int | None) -> None:
-    from medrefine.data.layouts import _read_info_csv
-
-    table = _read_info_csv(root)
-    ids = table["id"].astype(str).tolist()
-    if not ids:
-        raise InputError(f"{root / 'info.csv'}: lists no cases")
-    for cid in ids:
+def _check_multinear(cohort: Cohort, problems: _Problems, num_classes: int | None) -> None:
+    """MultiNeAR cases: arrays (not files with geometry) read with ``np.load``; unlisted arrays."""
+    ids = set()
+    for case in cohort.cases:
+        cid = str(case["case"])
+        ids.add(cid)
         arrays = {}
-        for folder in ("appearance", "shape"):
-            path = root / folder / f"{cid}.npy"
+        for key in ("image", "label"):
+            path = Path(case[key])
             if not path.is_file():
-                problems.add(cid, path, "file not found")
-                continue
+                continue  # reported by load_cohort
             try:
-                arrays[folder] = np.load(path, mmap_mode="r", allow_pickle=False)
+                arrays[key] = np.load(path, mmap_mode="r", allow_pickle=False)
             except Exception as err:
                 problems.add(cid, path, f"unreadable .npy file ({err})")
                 continue
-            if arrays[folder].ndim != 3:
-                problems.add(cid, path, f"expected a 3D array, got shape {arrays[folder].shape}")
-        if "appearance" in arrays and not np.all(np.isfinite(arrays["appearance"])):
-            problems.add(cid, root / "appearance" / f"{cid}.npy", "image holds NaN or Inf values")
-        if "shape" in arrays:
-            for severity, problem in _check_label_values(np.asarray(arrays["shape"]), num_classes):
-                problems.add(cid, root / "shape" / f"{cid}.npy", problem, severity)
-        if len(arrays) == 2 and arrays["appearance"].shape != arrays["shape"].shape:
-            problem = f"shape {arrays['shape'].shape} differs from appearance {arrays['appearance'].shape}"
-            problems.add(cid, root / "shape" / f"{cid}.npy", problem)
+            if arrays[key].ndim != 3:
+                problems.add(cid, path, f"expected a 3D array, got shape {arrays[key].shape}")
+        if "image" in arrays and not np.all(np.isfinite(arrays["image"])):
+            problems.add(cid, case["image"], "image holds NaN or Inf values")
+        if "label" in arrays:
+            for severity, problem in _check_label_values(np.asarray(arrays["label"]), num_classes):
+                problems.add(cid, case["label"], problem, severity)
+        if len(arrays) == 2 and arrays["image"].shape != arrays["label"].shape:
+            problem = f"shape {arrays['label'].shape} differs from appearance {arrays['image'].shape}"
+            problems.add(cid, case["label"], problem)
+    _check_unlisted_arrays(cohort.root, ids, problems)
+
+
+def _check_unlisted_arrays(root: Path, ids: set[str], problems: _Problems) -> None:
     for folder in ("appearance", "shape"):
         if (root / folder).is_dir():
             for path in sorted((root / folder).glob("*.npy")):
@@ -237,14 +161,63 @@ def _check_multinear(root: Path, problems: _Problems, num_classes: int | None) -
                     problems.add(path.stem, path, "not listed in info.csv", "warning")
 
 
+def _check_totalseg_case(problems: _Problems, case: Mapping[str, Any], classes: Mapping[int, str] | None) -> None:
+    """A TotalSegmentator case: the CT and every chosen mask (0/1 values, the CT's grid)."""
+    from medrefine.data.layouts import totalseg_structures
+    from medrefine.io import check_same_grid, load_image
+
+    cid = case["case"]
+    ct = None
+    if Path(case["image"]).is_file():
+        try:
+            ct = load_image(case["image"])
+        except Exception as err:
+            problems.add(cid, case["image"], f"unreadable image: {err}")
+    try:
+        masks = totalseg_structures(Path(case["segmentations"]).parent)
+    except InputError as err:
+        problems.add(cid, case["segmentations"], str(err))
+        return
+    wanted = [name for value, name in (classes or {}).items() if value] or sorted(masks)
+    for name in wanted:
+        if name not in masks:
+            problems.add(cid, case["segmentations"], f"no mask for structure {name!r}.{did_you_mean(name, masks)}")
+            continue
+        try:
+            mask = load_image(masks[name])
+        except Exception as err:
+            problems.add(cid, masks[name], f"unreadable mask: {err}")
+            continue
+        values = np.unique(np.asarray(mask.array))
+        if not set(values.tolist()) <= {0, 1}:
+            problems.add(cid, masks[name], f"a mask holds 0/1 values, found {values[:5].tolist()}")
+        if ct is not None:
+            try:
+                check_same_grid(ct, mask, names=("ct.nii.gz", masks[name].name))
+            except InputError as err:
+                problems.add(cid, masks[name], f"grid differs from image: {err}")
+
+
+def _add_cohort_problems(problems: _Problems, cohort: Cohort) -> None:
+    for item in cohort.problems:
+        text = f"{item.problem} ({item.key!r})" if item.key else item.problem
+        problems.add(item.case or None, item.file or None, text)
+
+
 def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: str | None = None) -> pd.DataFrame:
     """Check a dataset and return its problems, one row per problem.
 
+    The cases are the ones :func:`medrefine.data.cohort.load_cohort` reads (so a dataset without
+    error rows is one every bundle accepts); then every file is opened and checked, plus the
+    layout's own extras (MultiNeAR arrays not listed in ``info.csv``, TotalSegmentator masks).
+
     Args:
-        path: a datalist JSON, or a folder (with ``datalist.json``, ``images/`` + ``labels/``,
-            ``imagesTr/`` + ``labelsTr/``, or the MultiNeAR layout).
+        path: a datalist JSON, or a folder in any layout :func:`~medrefine.data.cohort.load_cohort`
+            reads (``datalist.json``, ``images/`` + ``labels/``, ``imagesTr/`` + ``labelsTr/``,
+            MultiNeAR, TotalSegmentator cases, ...).
         num_classes: number of classes including background; label values must be below it.
-            Default: from the datalist's ``labels`` table when present, else not checked.
+            Default: from the cohort's class table (datalist ``labels`` or ``classes.json``), else
+            not checked.
         key: check only this list of a datalist (default every one of training, validation, test).
 
     Returns:
@@ -260,41 +233,64 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
         >>> print(format_problems(problems))  # doctest: +SKIP
         no problems found
     """
-    from medrefine.data.layouts import is_multinear
+    from medrefine.data.cohort import load_cohort
 
     if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
         raise InputError(f"`num_classes` must be >= 1 (background included), got {num_classes!r}")
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"dataset not found: {path}")
-    root = path.parent if path.is_file() else path
-    problems = _Problems(root)
-    if path.is_dir() and not any(path.iterdir()):
-        raise InputError(f"{path}: folder is empty, no dataset to check")
-    datalist = path if path.is_file() else path / "datalist.json"
-    if path.is_dir() and is_multinear(path):
-        _check_multinear(path, problems, num_classes)
-        if not datalist.is_file():
-            return problems.frame()
-    if datalist.is_file():
-        entries, from_labels = _entries_from_datalist(datalist, key, problems)
-        num_classes = num_classes if num_classes is not None else from_labels
-    else:
-        pairs = [(path / i, path / lab) for i, lab in _PAIR_FOLDERS if (path / i).is_dir() and (path / lab).is_dir()]
-        pair = pairs[0] if pairs else None
-        if pair is None:
-            raise InputError(
-                f"{path}: not a dataset: expected datalist.json, images/ + labels/, imagesTr/ + labelsTr/, or the "
-                "MultiNeAR layout (appearance/, shape/, info.csv)"
-            )
-        entries = _entries_from_pair_folders(*pair, problems)
-        if num_classes is None and (path / "classes.json").is_file():
-            from medrefine.data.classes import load_classes
+    return check_cohort(load_cohort(path, key=key, strict=False), num_classes=num_classes)
 
-            num_classes = max(load_classes(path / "classes.json")) + 1
-    for entry in entries:
-        _check_nifti_case(problems, entry, num_classes)
+
+def check_cohort(cohort: Cohort, *, num_classes: int | None = None) -> pd.DataFrame:
+    """Open and check every file of a cohort (the checks of :func:`validate_dataset`).
+
+    Args:
+        cohort: from :func:`medrefine.data.cohort.load_cohort`; its ``problems`` become rows.
+        num_classes: classes including background; default the cohort's class table.
+
+    Returns:
+        The problems table (columns :data:`COLUMNS`).
+    """
+    from medrefine.data.cohort import load_cohort
+
+    problems = _Problems(cohort.root)
+    _add_cohort_problems(problems, cohort)
+    if num_classes is None:
+        num_classes = cohort.num_classes
+    if cohort.layout == "multinear":
+        _check_multinear(cohort, problems, num_classes)
+        return problems.frame()
+    if "multinear" in cohort.layouts:  # e.g. `medrefine prepare --layout multinear`: both are checked
+        arrays = load_cohort(cohort.root, layout="multinear", strict=False)
+        _add_cohort_problems(problems, arrays)
+        _check_multinear(arrays, problems, num_classes)
+    for case in cohort.cases:
+        if cohort.layout == "totalsegmentator":
+            _check_totalseg_case(problems, case, cohort.classes)
+        else:
+            _check_nifti_case(problems, case, num_classes)
     return problems.frame()
+
+
+def require_valid(cohort: Cohort, *, num_classes: int | None = None) -> Cohort:
+    """Return ``cohort`` when :func:`check_cohort` finds no error; raise otherwise.
+
+    The bundles' case loaders call this before their first output, so they accept exactly the
+    datasets ``medrefine validate`` passes (warnings, such as an empty label, do not refuse).
+
+    Raises:
+        InputError: one line per error (up to 10), naming the case, the file and the problem.
+    """
+    problems = check_cohort(cohort, num_classes=num_classes)
+    errors = problems[problems["severity"] == "error"] if len(problems) else problems
+    if len(errors):
+        lines = [f"case {r['case']!r}, {r['file']}: {' '.join(r['problem'].split())}"
+                 for r in errors.head(10).to_dict(orient="records")]
+        more = [f"... and {len(errors) - 10} more"] if len(errors) > 10 else []
+        raise InputError(
+            f"{cohort.source}: {len(errors)} error(s) (`medrefine validate {cohort.source}` lists them all):\n  "
+            + "\n  ".join(lines + more)
+        )
+    return cohort
 
 
 def has_errors(problems: pd.DataFrame) -> bool:

@@ -30,6 +30,7 @@ __all__ = [
     "case_id",
     "list_cases",
     "match_folders",
+    "match_references",
     "evaluate_pair",
     "evaluate_pairs",
     "build_sources",
@@ -108,6 +109,20 @@ def match_folders(pred_dir: str | PathLike, ref_dir: str | PathLike) -> list[Pai
         refs = {c: p for c, p in refs.items() if c in preds}
     elif ref_is_file:
         preds = {c: p for c, p in preds.items() if c in refs}
+    return match_references(preds, refs, pred_name=str(Path(pred_dir).resolve()), ref_name=str(Path(ref_dir).resolve()))
+
+
+def match_references(
+    preds: Mapping[str, str | PathLike], refs: Mapping[str, str | PathLike], *, pred_name: str = "the predictions",
+    ref_name: str = "the references",
+) -> list[Pair]:
+    """Pair two ``{case: path}`` tables (e.g. a prediction folder and a cohort's labels) by case.
+
+    Raises:
+        InputError: some cases have no partner; the message lists them (up to 20 per side).
+    """
+    from medrefine.errors import InputError
+
     only_pred = sorted(set(preds) - set(refs))
     only_ref = sorted(set(refs) - set(preds))
     if only_pred or only_ref:
@@ -117,12 +132,12 @@ def match_folders(pred_dir: str | PathLike, ref_dir: str | PathLike) -> list[Pai
 
         lines = [f"prediction and reference cases do not match ({len(set(preds) & set(refs))} matched):"]
         if only_pred:
-            lines.append(f"  no reference in {Path(ref_dir).resolve()} for: {_list(only_pred)}")
+            lines.append(f"  no reference in {ref_name} for: {_list(only_pred)}")
         if only_ref:
-            lines.append(f"  no prediction in {Path(pred_dir).resolve()} for: {_list(only_ref)}")
+            lines.append(f"  no prediction in {pred_name} for: {_list(only_ref)}")
         lines.append("Cases are matched by file name without the suffix (case_000.nii.gz -> case_000).")
         raise InputError("\n".join(lines))
-    return [(c, preds[c], refs[c]) for c in sorted(preds)]
+    return [(c, Path(preds[c]), Path(refs[c])) for c in sorted(preds)]
 
 
 def evaluate_pair(

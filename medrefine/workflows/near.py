@@ -4,8 +4,8 @@ The glue the refinement bundle's configs call, around the NeAR building blocks
 (:class:`~medrefine.networks.ImplicitRefiner`, :class:`~medrefine.engines.AutoDecoderTrainer`,
 :func:`~medrefine.engines.fit_latent`, :func:`~medrefine.inferers.decode_volume`):
 
-1. :func:`load_refinement_cases` reads a cohort (a datalist, a folder with ``datalist.json``, or
-   the MultiNeAR layout), crops each case to its label's bounding box plus a margin and resamples
+1. :func:`load_refinement_cases` reads a cohort (any layout
+   :func:`medrefine.data.cohort.load_cohort` reads), crops each case to its label's bounding box plus a margin and resamples
    it to a cube (128^3 by default, as NeAR), keeping what maps results back;
 2. training runs in the engine; :func:`export_model` writes ``model.pt`` and ``model.json``
    (architecture, which latent belongs to which case, class table, training loss, pre-processing;
@@ -48,24 +48,6 @@ _MODES = ("transductive", "inductive")
 # ----------------------------------------------------------------------------------- reading
 
 
-def _resolve_source(source: str | Path) -> tuple[str, Path]:
-    """("datalist", json path) or ("multinear", folder)."""
-    from medrefine.data.layouts import is_multinear
-
-    path = Path(source)
-    if path.is_dir():
-        if (path / "datalist.json").is_file():
-            return "datalist", path / "datalist.json"
-        if is_multinear(path):
-            return "multinear", path
-        raise InputError(
-            f"{path}: expected a datalist.json or the MultiNeAR layout (appearance/, shape/, info.csv) in this folder"
-        )
-    if path.is_file():
-        return "datalist", path
-    raise InputError(f"{path}: refinement data not found (give a datalist JSON or a dataset folder)")
-
-
 def load_refinement_cases(
     source: str | Path,
     *,
@@ -81,10 +63,11 @@ def load_refinement_cases(
     """Read a cohort and bring every case onto a cube, ready for the auto-decoder.
 
     Args:
-        source: a decathlon-style datalist JSON (entries with ``image``, ``label`` and optionally
-            ``label_clean`` and ``case``), a folder holding ``datalist.json``, or a MultiNeAR
-            folder (``appearance/*.npy``, ``shape/*.npy``, ``info.csv``; already cubes, no
-            original geometry).
+        source: a dataset :func:`medrefine.data.cohort.load_cohort` reads: a datalist JSON
+            (entries with ``image``, ``label`` and optionally ``label_clean``), a folder holding
+            ``datalist.json``, ``images/`` + ``labels/``, TotalSegmentator cases, or MultiNeAR
+            (``appearance/*.npy``, ``shape/*.npy``, ``info.csv``; already cubes, no original
+            geometry).
         key: the datalist list to read. Defaults to ``"training"``.
         size: cube edge in voxels (NeAR: 128). Defaults to 128.
         margin_mm: margin around the label's bounding box (mm). Defaults to 10.
@@ -103,37 +86,38 @@ def load_refinement_cases(
         ``clean_path``.
 
     Raises:
-        InputError: naming the case and file, for a missing file, image and label on different
-            grids, a label with more classes than ``num_classes``, or an empty cohort.
+        InputError: naming the case and file, for anything ``medrefine validate`` flags as an error
+            (:func:`medrefine.data.validate.require_valid`: missing or unreadable files, image and
+            label on different grids, ...), or a label with more classes than ``num_classes``.
     """
     from tqdm.auto import tqdm
 
-    kind, path = _resolve_source(source)
+    from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
+
+    cohort = require_valid(load_cohort(source, key=key, label_key=label_key)).materialize_labels()
+    path = cohort.source
     cases: list[dict[str, Any]] = []
-    if kind == "multinear":
+    if cohort.layout == "multinear":
         from medrefine.data.layouts import read_multinear
 
-        for item in tqdm(read_multinear(path), desc="cases", disable=not progress):
+        for item in tqdm(read_multinear(cohort.root), desc="cases", disable=not progress):
             shape = np.asarray(item["shape"])
-            _check_classes(shape, num_classes, f"case {item['case']} ({path / 'shape'})")
+            _check_classes(shape, num_classes, f"case {item['case']} ({cohort.root / 'shape'})")
             appearance = np.asarray(item["appearance"], dtype=np.float32)
             cases.append({
                 "case": str(item["case"]), "image": appearance[None], "label": shape.astype(np.uint8),
                 "label_clean": None, "info": None, "image_path": None, "label_path": None, "clean_path": None,
             })
     else:
-        from medrefine.data.datalist import load_datalist
         from medrefine.data.prepare import apply_prepare, normalize_appearance, prepare_case
         from medrefine.io import load_image, load_label
 
-        entries = load_datalist(path, key)
-        for n, entry in enumerate(tqdm(entries, desc="cases", disable=not progress)):
-            case = str(entry.get("case") or Path(entry["image"]).name.split(".")[0] or f"case_{n:03d}")
-            if label_key not in entry:
-                raise InputError(f"{path}: case {case} has no {label_key!r} entry (keys: {sorted(entry)})")
+        for entry in tqdm(cohort.cases, desc="cases", disable=not progress):
+            case = str(entry["case"])
             try:
                 image = load_image(entry["image"])
-                label = load_label(entry[label_key], num_classes=num_classes)
+                label = load_label(entry["label"], num_classes=num_classes)
                 clean = load_label(entry[clean_key], num_classes=num_classes) if entry.get(clean_key) else None
                 extra = {clean_key: clean} if clean is not None else None
                 image_cube, label_cube, info = prepare_case(
@@ -149,15 +133,11 @@ def load_refinement_cases(
                 "label_clean": None if clean_cube is None else np.asarray(clean_cube, dtype=np.uint8),
                 "info": info,
                 "image_path": str(entry["image"]),
-                "label_path": str(entry[label_key]),
+                "label_path": str(entry["label"]),
                 "clean_path": str(entry[clean_key]) if entry.get(clean_key) else None,
             })
     if not cases:
         raise InputError(f"{path}: no cases under {key!r}")
-    names = [c["case"] for c in cases]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise InputError(f"{path}: case ids must be unique, these repeat: {dup}")
     return cases
 
 

@@ -51,59 +51,41 @@ def load_cases(
     label_key: str | None = "label",
     require_labels: bool = False,
     points_dir: str | Path | None = None,
+    simulate_points: bool = False,
 ) -> list[dict[str, Any]]:
-    """The cases of a datalist as MONAI dictionaries with absolute paths.
+    """The cases of a cohort as MONAI dictionaries with absolute paths.
 
-    Each entry keeps ``case``, ``image``, ``points`` (from ``points_key``; ``None`` when the points
-    are simulated from the labels) and ``label`` (from ``label_key``, e.g. ``label_clean`` of a
-    phantom cohort, when present). An entry without ``points_key`` takes
-    ``<points_dir>/<case>.json`` (or ``.nii.gz``) when ``points_dir`` is given, the files that
-    ``medrefine points simulate`` writes.
+    ``dataset_dir`` is anything :func:`medrefine.data.cohort.load_cohort` reads. Each case keeps
+    ``case``, ``image``, ``points`` (from ``points_key``; ``None`` when the points are simulated
+    from the labels) and ``label`` (from ``label_key``, e.g. ``label_clean`` of a phantom cohort,
+    when present). An entry without ``points_key`` takes ``<points_dir>/<case>.json`` (or
+    ``.nii.gz``) when ``points_dir`` is given, the files that ``medrefine points simulate`` writes.
+    With ``simulate_points`` no points are read and every case needs its label (the points are
+    made from it).
 
     Raises:
-        InputError: no datalist, an entry without image or points, a missing file, or (with
-            ``require_labels``) an entry without a label — naming the datalist and the entries.
+        InputError: not a dataset, an entry without image or points, or (with ``require_labels``)
+            without a label, or anything ``medrefine validate`` flags as an error
+            (:func:`medrefine.data.validate.require_valid`) — naming the datalist and the entries.
     """
-    from medrefine.data.datalist import load_datalist
+    from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
 
-    root = Path(dataset_dir)
-    datalist = root if root.is_file() else root / "datalist.json"
-    if not datalist.is_file():
-        raise InputError(f"{root}: expected a datalist JSON or a folder holding datalist.json")
-    entries = load_datalist(datalist, key)
-    if points_key and points_dir:
-        entries = [_with_points_file(e, Path(points_dir), points_key) for e in entries]
-    needed = ["image"] + ([points_key] if points_key else []) + ([label_key] if require_labels and label_key else [])
-    lacking = {i: [k for k in needed if k not in e] for i, e in enumerate(entries)}
-    lacking = {i: ks for i, ks in lacking.items() if ks}
-    if lacking:
-        first = next(iter(lacking.items()))
-        raise InputError(f"{datalist}: {len(lacking)} entr(ies) of {key!r} lack {needed}: e.g. entry {first[0]} has no {first[1]}")
+    if simulate_points:
+        points_key, require_labels, label_key = None, True, label_key or "label"
+    require = ["image"] + ([points_key] if points_key else []) + (["label"] if require_labels and label_key else [])
+    fill = {points_key: points_dir} if points_key and points_dir else None
+    cohort = load_cohort(dataset_dir, key=key, label_key=label_key or "label", require=require, fill_from=fill)
+    cohort = require_valid(cohort).materialize_labels()
     cases = []
-    for e in entries:
-        case = {"case": str(e.get("case", Path(e["image"]).name.split(".")[0])), "image": e["image"]}
+    for c in cohort.cases:
+        case = {"case": str(c["case"]), "image": c["image"]}
         if points_key:
-            case["points"] = e[points_key]
-        if label_key and label_key in e:
-            case["label"] = e[label_key]
-        for k in ("image", "points", "label"):
-            if k in case and not Path(case[k]).exists():
-                raise InputError(f"{datalist}: case {case['case']!r}: {k} file {case[k]} does not exist")
+            case["points"] = c[points_key]
+        if label_key and "label" in c:
+            case["label"] = c["label"]
         cases.append(case)
     return cases
-
-
-def _with_points_file(entry: Mapping, points_dir: Path, points_key: str) -> dict:
-    entry = dict(entry)
-    if points_key in entry:
-        return entry
-    case = str(entry.get("case", Path(entry["image"]).name.split(".")[0]))
-    for suffix in (".json", ".nii.gz", ".nii"):
-        candidate = points_dir / f"{case}{suffix}"
-        if candidate.is_file():
-            entry[points_key] = str(candidate.resolve())
-            break
-    return entry
 
 
 def class_values(target_classes: Sequence[int] | None) -> dict[int, int] | None:

@@ -7,9 +7,9 @@ config cannot express in one line:
 - :func:`class_table` / :func:`select_structures`: the class table of a cohort (``classes.json``,
   a datalist's ``"labels"`` or TotalSegmentator's ``{"total": ...}``), optionally restricted to
   structures chosen by name;
-- :func:`load_cases`: the cases of a decathlon datalist, or of a folder of TotalSegmentator cases
-  (``<case>/ct.nii.gz`` + ``<case>/segmentations/*.nii.gz``, merged once into multi-label maps
-  with :func:`medrefine.data.layouts.totalseg_to_multilabel`), split into training and validation;
+- :func:`load_cases`: the cases of a cohort (:func:`medrefine.data.cohort.load_cohort`: a
+  datalist, image/label folders, TotalSegmentator cases merged once into multi-label maps, ...),
+  split into training and validation;
 - :func:`build_network` / :func:`build_inferer`: one config key picks the 3D U-Net, the 3D
   Attention U-Net (both with Gaussian sliding-window inference) or the 2D U-Net applied slice by
   slice (:class:`monai.inferers.SliceInferer`);
@@ -24,7 +24,6 @@ config cannot express in one line:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -59,7 +58,6 @@ __all__ = [
     "split_structures_folder",
     "squeeze_slice",
     "to_label_map",
-    "totalseg_table",
     "validation_postprocessing",
     "write_label_map",
 ]
@@ -93,34 +91,20 @@ def class_table(
 ) -> dict[int, str]:
     """The class table of a cohort: ``{value: name}`` with ``0: "background"``.
 
-    For a folder of TotalSegmentator cases without ``classes.json``: :func:`totalseg_table`.
-
-    Looked up in ``dataset_dir/classes.json`` (any shape :func:`medrefine.data.classes.load_classes`
-    reads; ``task`` picks e.g. TotalSegmentator's ``"total"``), then the ``"labels"`` of
-    ``dataset_dir/datalist.json``; without either, ``num_classes`` classes named ``class_<i>``.
+    :func:`medrefine.data.cohort.cohort_classes`: the datalist's ``"labels"``, a ``classes.json``
+    (``task`` picks e.g. TotalSegmentator's ``"total"``), or TotalSegmentator's structure names;
+    without any, ``num_classes`` classes named ``class_<i>``.
 
     Raises:
         InputError: no table found and no ``num_classes`` given.
     """
-    from medrefine.data.classes import default_classes, load_classes, parse_classes
+    from medrefine.data.cohort import cohort_classes
 
-    root = Path(dataset_dir)
-    if _is_totalseg(root) and not (root / "classes.json").is_file():
-        table = totalseg_table(root, structures)
-    elif (root / "classes.json").is_file():
-        table = load_classes(root / "classes.json", task=task)
-    elif (root / "datalist.json").is_file() and json.loads((root / "datalist.json").read_text()).get("labels"):
-        table = parse_classes(json.loads((root / "datalist.json").read_text())["labels"], source=str(root))
-    elif num_classes is not None:
-        table = default_classes(int(num_classes))
-    else:
-        raise InputError(f"{root}: no classes.json or datalist labels; set `num_classes`")
-    table = {int(k): str(v) for k, v in table.items()}
-    table.setdefault(0, "background")
+    table = cohort_classes(dataset_dir, default=num_classes, task=task, structures=structures)
     if num_classes is not None and len(table) != int(num_classes):
         logger.warning("num_classes=%s but the class table of %s has %d classes; using the table",
-                       num_classes, root, len(table))
-    return dict(sorted(table.items()))
+                       num_classes, dataset_dir, len(table))
+    return table
 
 
 def select_structures(classes: Mapping[int, str], structures: Sequence[str] | None) -> dict[int, str]:
@@ -145,34 +129,6 @@ def select_structures(classes: Mapping[int, str], structures: Sequence[str] | No
     return dict(sorted(chosen.items()))
 
 
-def _is_totalseg(root: Path) -> bool:
-    return root.is_dir() and not (root / "datalist.json").is_file() and any(root.glob("*/segmentations"))
-
-
-def totalseg_table(root: str | Path, structures: Sequence[str] | None = None) -> dict[int, str]:
-    """Class table of a folder of TotalSegmentator cases: ``structures`` (default: the masks of
-    the first case, alphabetically) numbered 1..N in that order."""
-    from medrefine.data.layouts import list_totalseg_cases, totalseg_structures
-
-    names = list(structures) if structures else sorted(totalseg_structures(list_totalseg_cases(root)[0]))
-    return {0: "background", **{i + 1: name for i, name in enumerate(names)}}
-
-
-def _totalseg_cases(root: Path, structures: Sequence[str] | None, cache_dir: Path) -> tuple[list[dict], dict[int, str]]:
-    from medrefine.data.layouts import list_totalseg_cases, totalseg_to_multilabel
-    from medrefine.io import save_nifti
-
-    cases = []
-    classes = {k: v for k, v in totalseg_table(root, structures).items() if k}
-    for case_dir in list_totalseg_cases(root):
-        label, _ = totalseg_to_multilabel(case_dir, structures=list(classes.values()), classes=classes)
-        out = cache_dir / "labels" / f"{case_dir.name}.nii.gz"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_nifti(label.array, out, affine=label.affine)
-        cases.append({"case": case_dir.name, "image": str(case_dir / "ct.nii.gz"), "label": str(out)})
-    return cases, {0: "background", **classes}
-
-
 def load_cases(
     dataset_dir: str | Path,
     *,
@@ -183,36 +139,24 @@ def load_cases(
 ) -> list[dict[str, Any]]:
     """The cases of a cohort as MONAI dictionaries (``image``, ``label``, ``case``; absolute paths).
 
-    ``dataset_dir`` is a decathlon datalist (a JSON file, or a folder holding ``datalist.json``,
-    entries read from ``key``), or a folder of TotalSegmentator cases, whose masks are merged once
-    into multi-label maps under ``cache_dir`` (default ``dataset_dir/.multilabel``) with the
-    ``structures`` chosen (a ``classes.json`` is written there too). ``label_key`` names the
-    datalist key used as the label (e.g. ``"label_clean"``); entries keep only ``case``,
-    ``image`` and ``label``.
+    ``dataset_dir`` is anything :func:`medrefine.data.cohort.load_cohort` reads (a datalist, a
+    folder with ``datalist.json``, ``images/`` + ``labels/``, TotalSegmentator cases, ...).
+    TotalSegmentator masks are merged once into multi-label maps under ``cache_dir`` (default
+    ``dataset_dir/.multilabel``, with a ``classes.json``) with the ``structures`` chosen.
+    ``label_key`` names the datalist key used as the label (e.g. ``"label_clean"``); entries
+    keep only ``case``, ``image`` and ``label``.
 
     Raises:
-        InputError: nothing readable at ``dataset_dir``, or a listed file is missing.
+        InputError: not a dataset, or anything ``medrefine validate`` flags as an error
+            (:func:`medrefine.data.validate.require_valid`).
     """
-    from medrefine.data.datalist import load_datalist
+    from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
 
-    root = Path(dataset_dir)
-    datalist = root if root.is_file() else root / "datalist.json"
-    if datalist.is_file():
-        entries = load_datalist(datalist, key)
-        missing = [i for i, e in enumerate(entries) if label_key not in e or "image" not in e]
-        if missing:
-            raise InputError(f"{datalist}: entries {missing} of {key!r} lack 'image' or {label_key!r}")
-        # only image/label/case: MONAI's Spacingd takes any other key starting with "label_" for metadata
-        return [{"case": str(e.get("case", Path(e["image"]).name.split(".")[0])), "image": e["image"], "label": e[label_key]}
-                for e in entries]
-    if _is_totalseg(root):
-        from medrefine.data.classes import save_classes
-
-        cache = Path(cache_dir) if cache_dir else root / ".multilabel"
-        cases, classes = _totalseg_cases(root, structures, cache)
-        save_classes(classes, cache / "classes.json")
-        return cases
-    raise InputError(f"{root}: expected a datalist JSON, a folder with datalist.json, or TotalSegmentator cases")
+    cohort = load_cohort(dataset_dir, key=key, label_key=label_key, structures=structures, cache_dir=cache_dir)
+    cohort = require_valid(cohort).materialize_labels()
+    # only image/label/case: MONAI's Spacingd takes any other key starting with "label_" for metadata
+    return [{"case": str(c["case"]), "image": c["image"], "label": c["label"]} for c in cohort.cases]
 
 
 def split_cases(cases: Sequence[Mapping], part: str, *, num_val: int = 1) -> list[dict]:
@@ -444,24 +388,17 @@ def split_structures(label_path: str | Path, label_map: Mapping[int, str], out_d
 
 
 def inference_cases(dataset_dir: str | Path, *, key: str = "training") -> list[dict[str, Any]]:
-    """Images to segment: the ``image`` of each datalist entry, or every image file of a folder.
+    """Images to segment: the ``image`` of every case of a cohort (any layout
+    :func:`medrefine.data.cohort.load_cohort` reads, including a folder of images or one DICOM
+    series), labels not needed.
 
     Raises:
-        InputError: no images found.
+        InputError: not a dataset, or a listed image is missing.
     """
-    from medrefine.data.datalist import load_datalist
+    from medrefine.data.cohort import load_cohort
 
-    root = Path(dataset_dir)
-    datalist = root if root.is_file() else root / "datalist.json"
-    if datalist.is_file():
-        return [{"case": str(e.get("case", Path(e["image"]).name.split(".")[0])), "image": e["image"]}
-                for e in load_datalist(datalist, key)]
-    if list(root.glob("*/ct.nii.gz")):
-        return [{"case": p.parent.name, "image": str(p)} for p in sorted(root.glob("*/ct.nii.gz"))]
-    images = sorted(p for p in root.glob("*") if p.name.endswith((".nii.gz", ".nii", ".nrrd", ".mha")))
-    if not images:
-        raise InputError(f"{root}: no datalist.json, TotalSegmentator cases or image files to segment")
-    return [{"case": p.name.split(".")[0], "image": str(p)} for p in images]
+    cohort = load_cohort(dataset_dir, key=key, require=("image",))
+    return [{"case": str(c["case"]), "image": c["image"]} for c in cohort.cases]
 
 
 def inference_label_map(model_dir: str | Path, dataset_dir: str | Path, *, num_classes: int | None = None,

@@ -151,3 +151,43 @@ def test_validate_empty_folder_and_missing_path(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
     result = _run("validate", tmp_path / "empty", "--num-classes", 0)
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("how", ["folders", "datalist"])
+def test_prepared_datalist_paths_hold_after_the_rename(tmp_path, monkeypatch, how):
+    """Regression: with a relative --out the datalist pointed into `.prep.tmp-xxxx/`."""
+    from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import validate_dataset
+    from medrefine.workflows.near import load_refinement_cases
+
+    _cohort(tmp_path / "raw")
+    monkeypatch.chdir(tmp_path)
+    args = ["--images", "raw/images", "--labels", "raw/labels"] if how == "folders" else ["--datalist", "raw/datalist.json"]
+    result = _run("prepare", *args, "--out", "prep", "--size", 12, "--margin", 2)
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "prep" / "datalist.json").read_text())["training"]
+    assert [e["image"] for e in stored] == ["images/case_0.nii.gz", "images/case_1.nii.gz"]
+    assert not any(".tmp-" in v for e in stored for v in e.values())
+    cohort = load_cohort(tmp_path / "prep")
+    assert cohort.case_ids == ["case_0", "case_1"]
+    assert cohort.cases[1]["label"] == str((tmp_path / "prep" / "labels" / "case_1.nii.gz").resolve())
+    assert validate_dataset(tmp_path / "prep").empty
+    cases = load_refinement_cases(tmp_path / "prep", size=8, num_classes=3)
+    assert cases[0]["info"]["original_shape"] == [12, 12, 12]  # the prepared cube is the input now
+
+
+@pytest.mark.slow
+def test_refinement_bundle_trains_on_a_prepared_folder(tmp_path, monkeypatch):
+    """`medrefine prepare` output is data the annotation_refinement bundle trains on (1 epoch)."""
+    import shutil
+
+    from medrefine.bundle import find_bundle, run_workflow
+
+    _cohort(tmp_path / "raw")
+    monkeypatch.chdir(tmp_path)
+    assert _run("prepare", "--images", "raw/images", "--labels", "raw/labels", "--out", "prep", "--size", 16).exit_code == 0
+    root = tmp_path / "bundle"
+    shutil.copytree(find_bundle("annotation_refinement").path, root, ignore=shutil.ignore_patterns("models", "eval"))
+    run_workflow(root, "train", {"dataset_dir": str(tmp_path / "prep"), "device": "cpu", "epochs": 1, "num_classes": 3},
+                 extra_configs=[root / "configs" / "smoke.json"])
+    assert (root / "models" / "model.pt").is_file()

@@ -12,7 +12,7 @@ import torch
 
 from medrefine.data.phantoms import make_cardiac_cohort
 from medrefine.engines import AutoDecoderTrainer
-from medrefine.errors import GeometryError, InputError
+from medrefine.errors import InputError
 from medrefine.io import load_label, save_nifti
 from medrefine.networks import ImplicitRefiner
 from medrefine.workflows.near import (
@@ -160,14 +160,18 @@ def test_label_grid_differs_from_image(cohort, tmp_path):
     affine = label.affine.copy()
     affine[0, 3] += 25.0
     save_nifti(label.array, dest / "labels_noisy" / "case_002.nii.gz", affine=affine)
-    with pytest.raises(GeometryError, match=r"(?s)case case_002: .*case_002\.nii\.gz"):
+    with pytest.raises(InputError, match=r"case 'case_002', labels_noisy/case_002\.nii\.gz: grid differs from image"):
         load_refinement_cases(dest, size=8, num_classes=11)
 
 
 def test_source_that_is_no_dataset(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="expected a datalist.json or the MultiNeAR layout"):
+    with pytest.raises(InputError, match="folder is empty"):
         load_refinement_cases(tmp_path / "empty")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    with pytest.raises(InputError, match=r"notes: not a dataset: looked for datalist\.json, images/ \+ labels/"):
+        load_refinement_cases(tmp_path / "notes")
     bad = tmp_path / "d.json"
     bad.write_text(json.dumps({"training": []}))
     with pytest.raises(InputError):

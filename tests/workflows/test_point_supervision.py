@@ -66,8 +66,15 @@ def test_missing_stage1_model_says_how_to_make_it(tmp_path):
     assert ps.model_file(tmp_path, "unet").endswith("model.pt")
 
 
+def _tiny_nifti(path, value=0):
+    import nibabel as nib
+    import numpy as np
+
+    nib.save(nib.Nifti1Image(np.full((4, 4, 4), value, np.uint8), np.eye(4)), str(path))
+
+
 def test_load_cases_names_what_is_missing(tmp_path):
-    (tmp_path / "img.nii.gz").write_bytes(b"x")
+    _tiny_nifti(tmp_path / "img.nii.gz")
     (tmp_path / "datalist.json").write_text(json.dumps({"training": [{"image": "img.nii.gz"}]}))
     with pytest.raises(InputError, match=r"datalist\.json.*points"):
         ps.load_cases(tmp_path)
@@ -104,8 +111,8 @@ def test_stage2_without_the_second_stage1_model_fails_clearly(tmp_path):
 
 
 def test_points_dir_fills_entries_without_points(tmp_path):
-    (tmp_path / "img.nii.gz").write_bytes(b"x")
-    (tmp_path / "clean.nii.gz").write_bytes(b"x")
+    _tiny_nifti(tmp_path / "img.nii.gz", 1)
+    _tiny_nifti(tmp_path / "clean.nii.gz", 1)
     (tmp_path / "pts").mkdir()
     (tmp_path / "pts" / "case_7.json").write_text("{}")
     entry = {"case": "case_7", "image": "img.nii.gz", "label": "img.nii.gz", "label_clean": "clean.nii.gz"}
