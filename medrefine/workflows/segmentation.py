@@ -45,7 +45,6 @@ __all__ = [
     "class_table",
     "evaluate_predictions",
     "inference_cases",
-    "inference_label_map",
     "label_target",
     "label_to_index",
     "load_cases",
@@ -399,17 +398,6 @@ def inference_cases(dataset_dir: str | Path, *, key: str = "training") -> list[d
 
     cohort = load_cohort(dataset_dir, key=key, require=("image",))
     return [{"case": str(c["case"]), "image": c["image"]} for c in cohort.cases]
-
-
-def inference_label_map(model_dir: str | Path, dataset_dir: str | Path, *, num_classes: int | None = None,
-                        task: str | None = None, structures: Sequence[str] | None = None) -> dict[int, str]:
-    """The label map the model was trained with (``model_dir/label_map.json``), else the cohort's."""
-    from medrefine.data.classes import load_classes
-
-    path = Path(model_dir) / "label_map.json"
-    if path.is_file():
-        return dict(sorted(load_classes(path).items()))
-    return select_structures(class_table(dataset_dir, num_classes=num_classes, task=task, structures=structures), structures)
 
 
 def case_name_formatter(cases: Sequence[Mapping]) -> Callable[[Mapping, Any], dict[str, Any]]:
