@@ -172,14 +172,22 @@ def train_near(cases, args, workdir: Path):
     )
     start = time.perf_counter()
     trainer.run()
-    return net, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    # the bundle's path: model.pt + model.json (the last weights: no reference label chooses them), built back
+    from medrefine.workflows.near import export_model, load_model
+
+    export_model(trainer, cases, workdir / "export", use_best=False,
+                 preprocessing={"resolution": args.resolution, "margin_mm": 10.0, "window": list(WINDOW)})
+    net, model = load_model(workdir / "export")
+    return net, model, seconds
 
 
-def refine(net, cases, out_dir: Path, mode: str, args, trained: list[str]) -> list[np.ndarray]:
+def refine(net, model, cases, out_dir: Path, mode: str, args) -> list[np.ndarray]:
+    """Refine with the trained model; inductive fitting uses the training loss recorded in model.json."""
     from medrefine.io import load_label
     from medrefine.workflows.near import refine_cases
 
-    written = refine_cases(net, cases, out_dir, mode=mode, trained_cases=trained, fit_steps=args.fit_steps,
+    written = refine_cases(net, cases, out_dir, mode=mode, model=model, fit_steps=args.fit_steps,
                            fit_resolution=args.train_resolution, fit_num_points=args.num_points)
     return [load_label(w["refined"]).array for w in written]
 
@@ -243,16 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         record("(c) 3D U-Net on noisy labels", unet_baseline(hu, noisy, 11, args.unet_epochs, args.seed), clean)
         print(f"      U-Net training + inference {time.perf_counter() - t:.0f} s")
 
-    net, seconds = train_near(cases, args, workdir / "transductive")
-    record("(d) NeAR transductive", refine(net, cases, workdir / "out_d", "transductive", args,
-                                          [c["case"] for c in cases]), clean)
+    net, model, seconds = train_near(cases, args, workdir / "transductive")
+    record("(d) NeAR transductive", refine(net, model, cases, workdir / "out_d", "transductive", args), clean)
     print(f"      NeAR training wall time: {seconds / 60:.1f} min ({args.epochs} epochs, {len(cases)} cases)")
 
     train_cases, new_cases = cases[:-held], cases[-held:]
-    net_e, seconds_e = train_near(train_cases, args, workdir / "inductive")
+    net_e, model_e, seconds_e = train_near(train_cases, args, workdir / "inductive")
     record(f"(a') noisy labels, {held} held-back cases", noisy[-held:], clean[-held:])
-    record(f"(e) NeAR inductive, {held} held-back cases", refine(net_e, new_cases, workdir / "out_e", "inductive",
-                                                               args, [c["case"] for c in train_cases]), clean[-held:])
+    record(f"(e) NeAR inductive, {held} held-back cases", refine(net_e, model_e, new_cases, workdir / "out_e",
+                                                               "inductive", args), clean[-held:])
     print(f"      NeAR training wall time (inductive model): {seconds_e / 60:.1f} min")
     print_table(results, classes)
     a, d = results["(a) noisy labels"]["dice"], results["(d) NeAR transductive"]["dice"]
@@ -301,9 +308,9 @@ def run_real_ct(args, workdir: Path) -> None:
     args.num_classes = k
     args_epochs = args.epochs
     args.batch_size = 1
-    net, seconds = train_near(cases, args, d / "train")
+    net, model, seconds = train_near(cases, args, d / "train")
     args.epochs = args_epochs
-    refined = refine(net, cases, d / "out", "transductive", args, ["ct"])[0]
+    refined = refine(net, model, cases, d / "out", "transductive", args)[0]
     s_noisy = summarise([scores(noisy, clean, label.spacing, classes)], classes)
     s_ref = summarise([scores(refined, clean, label.spacing, classes)], classes)
     print(f"\nreal CT ({k - 1} structures, {args.noise} noise): noisy mean Dice {s_noisy['dice']:.3f} HD95 "
