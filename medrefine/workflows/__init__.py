@@ -3,7 +3,7 @@
 - :mod:`medrefine.workflows.near`: annotation refinement (NeAR) from cohort to report;
 - :mod:`medrefine.workflows.segmentation`: the multi-structure CT segmentation bundle's parts;
 - :mod:`medrefine.workflows.point_supervision`: the point-supervision (PA-Seg) bundle's parts;
-- :mod:`medrefine.workflows.training`: training bookkeeping (resume, CSV history, curve PNG).
+- :mod:`medrefine.workflows.training`: the CPU thread count of a run (bookkeeping is in :mod:`medrefine.handlers`).
 """
 
 from __future__ import annotations
