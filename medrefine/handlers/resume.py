@@ -1,12 +1,14 @@
-"""Resume training from the newest checkpoint in a folder, reading it as plain data only.
+"""Keep the latest training state on disk and continue from it, reading it as plain data only.
 
-MONAI's :class:`~monai.handlers.CheckpointLoader` loads one file named in the config; resuming
-means finding the newest ``<prefix>_*epoch=<N>.pt`` that the :class:`~monai.handlers.CheckpointSaver`
-of an earlier run left behind (or none, a fresh start), refusing a file that is not plain data with
-one line naming it, and removing the resumed file once the new run has saved a newer one (the new
-saver does not know the old file). Checkpoints hold only tensors, numbers, strings, lists and
-dicts (state dicts, ignite's engine state), so they are read with ``torch.load(weights_only=True)``:
-a file that needs more to unpickle is refused, never executed.
+MONAI's :class:`~monai.handlers.CheckpointSaver` writes checkpoints and its
+:class:`~monai.handlers.CheckpointLoader` loads one file named in the config; resuming needs
+more: find the newest ``<prefix>_checkpoint_epoch=<N>.pt`` an earlier run left (or none, a fresh
+start), refuse a file that is not plain data with one line naming it, remove the resumed file once
+the new run has saved a newer one (the new saver does not know the old file), and save the
+trainer's own state although a config cannot name the trainer inside the trainer's handler list.
+Checkpoints hold only tensors, numbers, strings, lists and dicts (state dicts, ignite's engine
+state), so they are read with ``torch.load(weights_only=True)``: a file that needs more to
+unpickle is refused, never executed.
 """
 
 from __future__ import annotations
@@ -74,53 +76,68 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
 
 class ResumeHandler:
-    """Ignite handler: at the start of a run, load the newest checkpoint of ``checkpoint_dir``.
+    """Ignite handler: save the latest training state every epoch and continue from it after a restart.
 
-    Attach it with the trainer's other handlers (``train#handlers``) next to a MONAI
-    ``CheckpointSaver(save_interval=1, n_saved=1, file_prefix=prefix)`` writing into the same
-    folder. A run that is started again after a kill then continues from the last finished epoch
-    with the saved network, optimiser, scheduler and engine state; a finished run is not repeated,
-    and a larger ``max_epochs`` extends it.
+    On attach it adds the engine itself to ``save_dict`` (as ``engine_key``; a config cannot name
+    the trainer among the trainer's own handlers) and attaches MONAI's
+    :class:`~monai.handlers.CheckpointSaver` (``save_interval=1``, ``n_saved=1``) writing
+    ``<prefix>_checkpoint_epoch=<N>.pt`` into ``checkpoint_dir``. When the engine starts fresh, it
+    loads the newest such file there, if any, into the same objects: a run started again after a
+    kill continues from the last finished epoch with the saved network, optimiser, scheduler and
+    engine state; a finished run is not repeated, and a larger ``max_epochs`` extends it.
+
+    Put it after the ``LrScheduleHandler`` (and the ``ValidationHandler``) in ``train#handlers``:
+    handlers of one event run in order, and the saved scheduler must be the one of the finished epoch.
 
     Args:
-        checkpoint_dir: the folder the ``CheckpointSaver`` writes to.
-        load_dict: the objects to restore, keyed as in the saver's ``save_dict``
-            (e.g. ``{"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer}``).
-        prefix: file name prefix of the checkpoints (the saver's ``file_prefix``). Default ``"latest"``.
+        checkpoint_dir: the folder of the checkpoints.
+        save_dict: the objects to save and restore, e.g. ``{"network": net, "optimizer": opt,
+            "lr_scheduler": sched}``.
+        prefix: file name prefix of the checkpoints. Default ``"latest"``.
         map_location: passed to ``torch.load``. Default ``"cpu"`` (state dicts are copied onto the
             objects' devices when loaded).
-        enabled: False turns resuming off (a fresh run that overwrites the folder's checkpoints).
+        resume: False starts afresh even when the folder has a checkpoint (it is replaced).
+        engine_key: the key of the engine's own state. Default ``"trainer"``.
 
     Raises (when the run starts):
-        InputError: the newest checkpoint is not plain data, does not fit ``load_dict`` (another
+        InputError: the newest checkpoint is not plain data, does not fit ``save_dict`` (another
             network or data set), or is further than ``max_epochs`` — one line naming the file.
 
     Example:
-        >>> ResumeHandler("models", {"network": net, "optimizer": opt, "trainer": trainer}).attach(trainer)  # doctest: +SKIP
+        >>> ResumeHandler("models", {"network": net, "optimizer": opt}).attach(trainer)  # doctest: +SKIP
     """
 
-    def __init__(self, checkpoint_dir: str | Path, load_dict: Mapping[str, Any], prefix: str = "latest",
-                 map_location: Any = "cpu", enabled: bool = True) -> None:
-        if not load_dict:
-            raise ValueError("`load_dict` must name at least one object to restore, got an empty mapping")
+    def __init__(self, checkpoint_dir: str | Path, save_dict: Mapping[str, Any], prefix: str = "latest",
+                 map_location: Any = "cpu", resume: bool = True, engine_key: str = "trainer") -> None:
+        if not save_dict:
+            raise ValueError("`save_dict` must name at least one object to save, got an empty mapping")
+        if engine_key in save_dict:
+            raise ValueError(f"`save_dict` must not hold {engine_key!r}: the engine is added under that key on attach")
         self.checkpoint_dir = Path(checkpoint_dir)
-        self.load_dict = dict(load_dict)
+        self.save_dict = dict(save_dict)
         self.prefix = str(prefix)
         self.map_location = map_location
-        self.enabled = bool(enabled)
+        self.resume = bool(resume)
+        self.engine_key = str(engine_key)
+        self.saver = None
         self.resumed_from: Path | None = None
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
+        from monai.handlers import CheckpointSaver
 
+        self.save_dict[self.engine_key] = engine
+        self.saver = CheckpointSaver(str(self.checkpoint_dir), self.save_dict, file_prefix=self.prefix,
+                                     save_interval=1, n_saved=1, epoch_level=True)
         engine.add_event_handler(Events.STARTED, self)
+        self.saver.attach(engine)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._drop_resumed)
         engine.add_event_handler(Events.COMPLETED, self._drop_resumed)
 
     def __call__(self, engine) -> None:
         from ignite.handlers import Checkpoint
 
-        if not self.enabled or engine.state.epoch != 0:  # only a fresh engine resumes (a second run() continues)
+        if not self.resume or engine.state.epoch != 0:  # only a fresh engine resumes (a second run() continues)
             return
         path = latest_checkpoint(self.checkpoint_dir, self.prefix)
         if path is None:
@@ -128,7 +145,7 @@ class ResumeHandler:
         checkpoint = load_checkpoint(path, self.map_location)
         max_epochs = engine.state.max_epochs
         try:
-            Checkpoint.load_objects(to_load=self.load_dict, checkpoint=checkpoint)
+            Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise InputError(
