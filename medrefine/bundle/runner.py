@@ -41,7 +41,10 @@ def _required_missing(workflow: Any) -> list[tuple[str, str]]:
     """``(property, config id)`` of every required property of the workflow type the config lacks."""
     from monai.utils import BundleProperty, BundlePropertyConfig
 
-    return [(name, prop[BundlePropertyConfig.ID]) for name, prop in (workflow.properties or {}).items()
+    from monai.bundle.utils import ID_SEP_KEY
+
+    return [(name, prop[BundlePropertyConfig.ID].replace(ID_SEP_KEY, "#"))  # as configs write it: train#inferer
+            for name, prop in (workflow.properties or {}).items()
             if prop.get(BundleProperty.REQUIRED, False) and prop[BundlePropertyConfig.ID] not in workflow.parser]
 
 

@@ -23,7 +23,7 @@ TINY = {"latent_dim": 8, "grid_channels": (6, 4), "grid_sizes": (2, 4), "hidden_
 
 
 def _trainer(cases, tmp_path, max_epochs=2, seed=0, validate=False, **kw):
-    """A trainer with the refinement bundle's handler stack: resume, lr steps, (validation), checkpoints, history."""
+    """A trainer with the refinement bundle's handler stack: lr steps, (validation), latest checkpoint + resume, history."""
     from monai.handlers import CheckpointSaver, LrScheduleHandler, ValidationHandler
 
     from medrefine.engines import AutoDecoderEvaluator
@@ -41,14 +41,10 @@ def _trainer(cases, tmp_path, max_epochs=2, seed=0, validate=False, **kw):
                                key_metric_filename="best_network.pt")
         evaluator = AutoDecoderEvaluator("cpu", net, cases, resolution=6, val_handlers=[best])
     trainer = AutoDecoderTrainer(net, opt, cases, **args)
-    handlers = [ResumeHandler(tmp_path / "ckpt", {"network": net, "optimizer": opt, "lr_scheduler": sched,
-                                                  "trainer": trainer}),
-                LrScheduleHandler(sched, print_lr=False)]
+    handlers = [LrScheduleHandler(sched, print_lr=False)]
     if evaluator is not None:
         handlers.append(ValidationHandler(interval=1, validator=evaluator, epoch_level=True))
-    handlers += [CheckpointSaver(str(tmp_path / "ckpt"), {"network": net, "optimizer": opt, "lr_scheduler": sched,
-                                                          "trainer": trainer},
-                                 file_prefix="latest", save_interval=1, n_saved=1),
+    handlers += [ResumeHandler(tmp_path / "ckpt", {"network": net, "optimizer": opt, "lr_scheduler": sched}),
                  HistoryCSV(tmp_path / "logs" / "history.csv", evaluator=evaluator, optimizer=opt)]
     trainer._register_handlers(handlers)
     return trainer
