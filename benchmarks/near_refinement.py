@@ -166,9 +166,7 @@ def train_near(cases, args, workdir: Path):
     loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
     trainer = create_autodecoder_trainer(
         net, cases, loss_function=loss, lr=1e-2, max_epochs=args.epochs, batch_size=args.batch_size,
-        train_resolution=args.train_resolution, num_points=args.num_points, checkpoint_dir=workdir / "models",
-        log_dir=workdir / "logs", val_interval=max(1, args.epochs // 5), progress=False, tensorboard=False,
-        seed=args.seed, resume=False,
+        train_resolution=args.train_resolution, num_points=args.num_points, seed=args.seed,
     )
     start = time.perf_counter()
     trainer.run()

@@ -35,8 +35,7 @@ def main(out: Path) -> None:
     loss = NeARLoss(11, class_weights=inverse_frequency_weights(labels, 11, cap=5.0), lambda_dice=1.0,
                     lambda_latent=0.1)
     trainer = create_autodecoder_trainer(network, cases, loss_function=loss, lr=1e-2, max_epochs=150,
-                                         batch_size=4, train_resolution=24, num_points=4096,
-                                         val_interval=1000, checkpoint_dir=out / "models", progress=True)
+                                         batch_size=4, train_resolution=24, num_points=4096)
     trainer.run()
 
     written = refine_cases(network, cases, out / "refined")  # labels back on each case's own grid

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from medrefine.errors import InputError, did_you_mean
 
-__all__ = ["BundleInfo", "bundles_root", "list_bundles", "find_bundle", "config_files", "MODES"]
+__all__ = ["BundleInfo", "bundles_root", "list_bundles", "find_bundle", "config_files", "workflow_type", "MODES", "WORKFLOW_TYPES"]
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -22,6 +22,21 @@ MODES: dict[str, tuple[str, ...]] = {
     "multi_gpu_train": ("train", "multi_gpu_train"),
     "stage2": ("train", "stage2"),
 }
+
+# mode -> MONAI workflow type, whose required properties (monai.bundle.properties.TrainProperties /
+# InferProperties) the mode's merged config must define; a config stem run on its own is not checked.
+WORKFLOW_TYPES: dict[str, str] = {
+    "train": "train",
+    "multi_gpu_train": "train",
+    "stage2": "train",
+    "evaluate": "infer",
+    "inference": "infer",
+}
+
+
+def workflow_type(mode: str) -> str | None:
+    """MONAI's workflow type of ``mode`` (``"train"`` or ``"infer"``), None for a bare config stem."""
+    return WORKFLOW_TYPES.get(mode)
 
 
 @dataclass(frozen=True)

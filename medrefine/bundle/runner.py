@@ -1,4 +1,4 @@
-"""Run a bundle mode through MONAI's bundle runner (``monai.bundle.run``)."""
+"""Run a bundle mode through ``monai.bundle.ConfigWorkflow`` with MONAI's required-property check."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from medrefine.bundle.discovery import BundleInfo, config_files, find_bundle
+from medrefine.bundle.discovery import BundleInfo, config_files, find_bundle, workflow_type
 from medrefine.errors import InputError
 
-__all__ = ["parse_overrides", "run_bundle", "run_workflow"]
+__all__ = ["create_workflow", "parse_overrides", "run_bundle", "run_workflow"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,63 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def _required_missing(workflow: Any) -> list[tuple[str, str]]:
+    """``(property, config id)`` of every required property of the workflow type the config lacks."""
+    from monai.utils import BundleProperty, BundlePropertyConfig
+
+    from monai.bundle.utils import ID_SEP_KEY
+
+    return [(name, prop[BundlePropertyConfig.ID].replace(ID_SEP_KEY, "#"))  # as configs write it: train#inferer
+            for name, prop in (workflow.properties or {}).items()
+            if prop.get(BundleProperty.REQUIRED, False) and prop[BundlePropertyConfig.ID] not in workflow.parser]
+
+
+def create_workflow(
+    bundle: BundleInfo | str | Path,
+    mode: str = "train",
+    overrides: dict[str, Any] | None = None,
+    *,
+    extra_configs: list[str | Path] | None = None,
+    run_id: str = "run",
+) -> Any:
+    """An initialised ``monai.bundle.ConfigWorkflow`` for ``mode``, its required properties checked.
+
+    The workflow type follows the mode (``train``/``multi_gpu_train``/``stage2``: ``"train"``;
+    ``evaluate``/``inference``: ``"infer"``; see :data:`~medrefine.bundle.discovery.WORKFLOW_TYPES`),
+    and MONAI's ``check_properties`` runs on the merged config before anything is run.
+
+    Raises:
+        InputError: the merged config lacks a property MONAI requires of the workflow type, or
+            names an optional one under a wrong id — one line naming the bundle, mode, config
+            files and keys.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    info = bundle if isinstance(bundle, BundleInfo) else find_bundle(bundle)
+    files = config_files(info, mode, extra_configs)
+    logging_conf = info.path / "configs" / "logging.conf"
+    kind = workflow_type(mode)
+    workflow = ConfigWorkflow(
+        config_file=[str(f) for f in files],
+        meta_file=str(info.path / "configs" / "metadata.json"),
+        logging_file=str(logging_conf) if logging_conf.is_file() else None,
+        run_id=run_id,
+        workflow_type=kind,
+        **{"bundle_root": str(info.path), **(overrides or {})},
+    )
+    where = f"bundle {info.name!r} mode {mode!r} ({', '.join(f.name for f in files)})"
+    missing = _required_missing(workflow)
+    if missing:
+        keys = ", ".join(f"{cid!r} ({name})" for name, cid in missing)
+        raise InputError(f"{where}: the config lacks what MONAI requires of a {kind} workflow: {keys}")
+    workflow.initialize()
+    problems = workflow.check_properties()
+    if problems:
+        raise InputError(f"{where}: MONAI's property check of a {kind} workflow fails for {problems} "
+                         "(an optional property under a wrong id)")
+    return workflow
+
+
 def run_bundle(
     bundle: BundleInfo | str | Path,
     mode: str = "train",
@@ -45,7 +102,7 @@ def run_bundle(
     extra_configs: list[str | Path] | None = None,
     run_id: str = "run",
 ) -> None:
-    """Run ``mode`` of a bundle the way ``python -m monai.bundle run`` would.
+    """Run ``mode`` of a bundle the way ``python -m monai.bundle run`` would, with its properties checked.
 
     Args:
         bundle: a bundle, its name under ``bundles/``, or its folder.
@@ -55,24 +112,17 @@ def run_bundle(
         extra_configs: config files layered on top of the mode's.
         run_id: the config entry to run (MONAI's default ``run``).
 
+    Raises:
+        InputError: see :func:`create_workflow`.
+
     Example:
         >>> run_bundle("annotation_refinement", "train", {"epochs": 2})  # doctest: +SKIP
     """
-    from monai.bundle import run
-
     info = bundle if isinstance(bundle, BundleInfo) else find_bundle(bundle)
-    files = config_files(info, mode, extra_configs)
-    meta = info.path / "configs" / "metadata.json"
-    logging_conf = info.path / "configs" / "logging.conf"
-    params = {"bundle_root": str(info.path), **(overrides or {})}
-    logger.info("running %s %s with %s", info.name, mode, [f.name for f in files])
-    run(
-        run_id=run_id,
-        meta_file=str(meta),
-        config_file=[str(f) for f in files],
-        logging_file=str(logging_conf) if logging_conf.is_file() else None,
-        **params,
-    )
+    logger.info("running %s %s", info.name, mode)
+    workflow = create_workflow(info, mode, overrides, extra_configs=extra_configs, run_id=run_id)
+    workflow.run()
+    workflow.finalize()
 
 
 def run_workflow(
@@ -94,21 +144,12 @@ def run_workflow(
         extra_configs: config files layered on top of the mode's (e.g. ``configs/smoke.json``).
 
     Returns:
-        The ``ConfigWorkflow`` after ``initialize``, ``run`` and ``finalize``.
-    """
-    from monai.bundle import ConfigWorkflow
+        The ``ConfigWorkflow`` after ``initialize``, the property check, ``run`` and ``finalize``.
 
-    info = bundle if isinstance(bundle, BundleInfo) else find_bundle(bundle)
-    files = config_files(info, mode, extra_configs)
-    logging_conf = info.path / "configs" / "logging.conf"
-    workflow = ConfigWorkflow(
-        config_file=[str(f) for f in files],
-        meta_file=str(info.path / "configs" / "metadata.json"),
-        logging_file=str(logging_conf) if logging_conf.is_file() else None,
-        workflow_type=None,
-        **{"bundle_root": str(info.path), **(overrides or {})},
-    )
-    workflow.initialize()
+    Raises:
+        InputError: see :func:`create_workflow`.
+    """
+    workflow = create_workflow(bundle, mode, overrides, extra_configs=extra_configs)
     workflow.run()
     workflow.finalize()
     return workflow

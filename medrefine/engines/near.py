@@ -1,15 +1,17 @@
-"""Ignite engine that trains a NeAR auto-decoder (one latent code per case + a shared decoder).
+"""MONAI trainer and evaluator of a NeAR auto-decoder (one latent code per case + a shared decoder).
 
 Yang et al., "Neural Annotation Refinement", MICCAI 2022 (arXiv:2206.15328). Each iteration takes a
 batch of case indices, draws a jittered query grid at the training resolution (e.g. 64^3 spread over
 128^3 volumes), samples the image (trilinear) and the noisy label (nearest) at those points, and
 fits codes and decoder to the noisy label with the NeAR loss.
 
-MONAI's ``SupervisedTrainer`` expects a data loader of (image, label) tensors and a network called
-on the image; an auto-decoder is called on case indices and query points and optimises its
-per-case embedding, so this engine subclasses :class:`ignite.engine.Engine` directly (as MONAI's
-workflows do) and keeps MONAI's argument names (``network``, ``optimizer``, ``loss_function``,
-``max_epochs``, ``val_interval``, ``amp``, ``device``).
+MONAI's ``SupervisedTrainer`` takes (image, label) batches from a data loader and calls the network
+on the image; an auto-decoder is called on case indices and query points it draws itself and
+optimises its per-case embedding. So :class:`AutoDecoderTrainer` is a :class:`monai.engines.Trainer`
+with its own iteration, and :class:`AutoDecoderEvaluator` a :class:`monai.engines.Evaluator` that
+decodes each training case on a grid and scores it; checkpoints, resume, history, TensorBoard and
+validation scheduling are MONAI's and medrefine's handlers (``medrefine.handlers``), declared in the
+bundle's ``train#handlers`` like every other bundle's.
 
 Every random draw (case order, jitter, point subsets) is a function of ``seed``, the epoch and the
 iteration, so a run resumed from its latest checkpoint follows the same path as an uninterrupted one.
@@ -17,18 +19,16 @@ iteration, so a run resumed from its latest checkpoint follows the same path as 
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import re
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from monai.engines import Evaluator, Trainer
+from monai.inferers import Inferer, SimpleInferer
 from torch import nn
 
 from medrefine.engines.cases import foreground_dice, stack_cases
@@ -42,19 +42,70 @@ from medrefine.networks.near import (
     sample_volume,
 )
 
-__all__ = ["AutoDecoderTrainer", "create_autodecoder_trainer"]
+__all__ = ["AutoDecoderEvaluator", "AutoDecoderTrainer", "create_autodecoder_trainer", "default_milestones"]
 
 logger = logging.getLogger(__name__)
 
-_HISTORY_FIELDS = (
-    "epoch", "iteration", "loss", "ce", "dice", "latent", "lr", "seconds",
-    "val_dice_noisy", "val_dice_clean", "val_mean_dice",
-)  # fmt: skip
 _KEY_METRICS = ("auto", "noisy", "clean")
 
 
-class AutoDecoderTrainer(Engine):
+def default_milestones(max_epochs: int) -> list[int]:
+    """NeAR's learning-rate milestones for a run of ``max_epochs``: 60% and 85% of it.
+
+    Example:
+        >>> default_milestones(50)
+        [30, 42]
+    """
+    epochs = int(max_epochs)
+    return sorted({max(1, int(0.6 * epochs)), max(1, int(0.85 * epochs))})
+
+
+def _resolve_key_metric(key_metric: str, has_clean: bool, clean_label_key: str) -> str:
+    if key_metric not in _KEY_METRICS:
+        raise ValueError(
+            f"`key_metric` must be one of {list(_KEY_METRICS)}, got {key_metric!r}.{did_you_mean(key_metric, _KEY_METRICS)}"
+        )
+    if key_metric == "clean" and not has_clean:
+        raise InputError(f"`key_metric='clean'` needs a {clean_label_key!r} label for every case")
+    if key_metric == "auto":
+        return "clean" if has_clean else "noisy"
+    return key_metric
+
+
+@torch.no_grad()
+def _case_dice(network: nn.Module, case: int, image: torch.Tensor | None, label: torch.Tensor,
+               clean: torch.Tensor | None, resolution: int, chunk_size: int) -> tuple[float, float | None]:
+    """Foreground Dice of case ``case`` decoded on a ``resolution^3`` grid vs its noisy (and clean) label."""
+    from medrefine.inferers.near import decode_volume
+
+    res = int(resolution)
+    device = label.device
+    pts = grid_points((res, res, res), device=device).unsqueeze(0)
+    app = image if network.appearance_channels else None
+    decoded, _ = decode_volume(network, case, app, (res, res, res), chunk_size=chunk_size, return_probabilities=False)
+    pred = decoded.view(-1)
+    k = int(network.out_channels)
+    noisy = foreground_dice(pred, sample_labels(label, pts).view(-1), k)
+    ref = foreground_dice(pred, sample_labels(clean, pts).view(-1), k) if clean is not None else None
+    return float(noisy), (None if ref is None else float(ref))
+
+
+def _summarise(noisy: Sequence[float], clean: Sequence[float], key_metric: str) -> dict[str, float]:
+    metrics = {"val_dice_noisy": float(np.mean(noisy))}
+    if clean:
+        metrics["val_dice_clean"] = float(np.mean(clean))
+    metrics["val_mean_dice"] = metrics["val_dice_clean" if key_metric == "clean" else "val_dice_noisy"]
+    return metrics
+
+
+class AutoDecoderTrainer(Trainer):
     """Train an :class:`~medrefine.networks.ImplicitRefiner` on noisy labels (NeAR, transductive).
+
+    A :class:`monai.engines.Trainer`: pass MONAI's handlers (and :mod:`medrefine.handlers`) as
+    ``train_handlers`` for learning-rate steps (``LrScheduleHandler``), validation
+    (``ValidationHandler`` with an :class:`AutoDecoderEvaluator`), checkpoints
+    (``CheckpointSaver``), resume (:class:`~medrefine.handlers.ResumeHandler`), the history CSV
+    (:class:`~medrefine.handlers.HistoryCSV`), console and TensorBoard logging.
 
     Args:
         network: the implicit refiner; ``network.num_cases`` must equal ``len(dataset)``.
@@ -69,24 +120,18 @@ class AutoDecoderTrainer(Engine):
         train_resolution: query grid edge per case (NeAR: 64 on 128^3 volumes). Defaults to 64.
         jitter: uniform shift of each query point, in grid steps. Defaults to 0.5.
         num_points: random points kept per case and iteration (None = the whole grid).
-        lr_scheduler: stepped once per epoch (e.g. ``MultiStepLR``), saved in checkpoints.
         device: training device; defaults to the network's.
         amp: mixed precision (only on CUDA; ignored with a log message on CPU). Defaults to False.
-        checkpoint_dir: where ``latest_checkpoint_<epoch>.pt`` (network, optimizer, scheduler,
-            engine) and ``best_network_<epoch>_val_mean_dice=<score>.pt`` go; None disables them.
-        log_dir: where ``history.csv`` and TensorBoard events go; None disables them.
-        val_interval: validate every this many epochs (and after the last). An epoch is only
-            ``ceil(num_cases / batch_size)`` iterations while validation decodes every case, so
-            validate sparingly. Defaults to 10.
-        val_resolution: grid edge for validation decoding; defaults to ``train_resolution``.
-        key_metric: which Dice selects the best model: ``"auto"`` (clean labels when every case has
-            one, else the noisy ones), ``"noisy"`` or ``"clean"``. Defaults to ``"auto"``.
-        resume: continue from the latest checkpoint in ``checkpoint_dir`` when there is one.
-        progress: show a tqdm progress bar. Defaults to True.
-        tensorboard: write TensorBoard events to ``log_dir``. Defaults to True.
+        inferer: how the decoder is called, ``inferer(latent, network.decode_latent, points,
+            appearance)``. Defaults to MONAI's ``SimpleInferer``.
+        key_metric: which Dice :meth:`validate` reports as ``val_mean_dice``: ``"auto"`` (clean
+            labels when every case has one, else the noisy ones), ``"noisy"`` or ``"clean"``.
         seed: seed of every random draw. Defaults to 0.
-        chunk_size: points per forward pass when decoding for validation. Defaults to 65536.
+        chunk_size: points per forward pass when decoding in :meth:`validate`. Defaults to 65536.
         image_key, label_key, clean_label_key: keys of the case dicts.
+        train_handlers: ignite/MONAI handlers, attached in order.
+
+    ``engine.state.output`` is a dict of floats: ``loss`` and the loss's other terms.
 
     Raises:
         InputError: for a bad data set, or ``num_cases`` that does not match it.
@@ -110,51 +155,26 @@ class AutoDecoderTrainer(Engine):
         train_resolution: int = 64,
         jitter: float = 0.5,
         num_points: int | None = None,
-        lr_scheduler: Any | None = None,
         device: torch.device | str | None = None,
         amp: bool = False,
-        checkpoint_dir: str | Path | None = None,
-        log_dir: str | Path | None = None,
-        val_interval: int = 10,
-        val_resolution: int | None = None,
+        inferer: Inferer | None = None,
         key_metric: str = "auto",
-        resume: bool = True,
-        progress: bool = True,
-        tensorboard: bool = True,
         seed: int = 0,
         chunk_size: int = 2**16,
         image_key: str = "image",
         label_key: str = "label",
         clean_label_key: str = "label_clean",
+        train_handlers: Sequence | None = None,
     ) -> None:
-        super().__init__(self._train_step)
         for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size),
-                            ("train_resolution", train_resolution), ("val_interval", val_interval),
-                            ("chunk_size", chunk_size)):  # fmt: skip
+                            ("train_resolution", train_resolution), ("chunk_size", chunk_size)):  # fmt: skip
             if int(value) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
         if jitter < 0:
             raise ValueError(f"`jitter` must be >= 0, got {jitter}")
-        if key_metric not in _KEY_METRICS:
-            raise ValueError(
-                f"`key_metric` must be one of {list(_KEY_METRICS)}, got {key_metric!r}.{did_you_mean(key_metric, _KEY_METRICS)}"
-            )
-        self.network = network
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
-        self.max_epochs = int(max_epochs)
-        self.batch_size = int(batch_size)
-        self.train_resolution = int(train_resolution)
-        self.val_resolution = int(val_resolution or train_resolution)
-        self.jitter = float(jitter)
-        self.num_points = None if num_points is None else int(num_points)
-        self.val_interval = int(val_interval)
-        self.seed = int(seed)
-        self.chunk_size = int(chunk_size)
-        self.resume = bool(resume)
-        self.device = torch.device(device) if device is not None else next(network.parameters()).device
-        self.network.to(self.device)
-
+        if key_metric not in _KEY_METRICS:  # before reading the data: a typo should not wait for it
+            _resolve_key_metric(key_metric, False, clean_label_key)
+        device = torch.device(device) if device is not None else next(network.parameters()).device
         images, labels, clean = stack_cases(
             dataset, image_key=image_key, label_key=label_key, clean_label_key=clean_label_key
         )
@@ -167,129 +187,54 @@ class AutoDecoderTrainer(Engine):
                 f"`network.appearance_channels` ({network.appearance_channels}) differs from the image channels "
                 f"({images.shape[1]})"
             )
-        self.images = images.to(self.device)
-        self.labels = labels.to(self.device)
-        self.clean_labels = clean.to(self.device) if clean is not None else None
-        self.num_cases = images.shape[0]
-        self.num_classes = int(network.out_channels)
-        if int(labels.max()) >= self.num_classes:
-            raise InputError(
-                f"labels hold class {int(labels.max())} but `network.out_channels` is {self.num_classes}"
-            )
-        if key_metric == "clean" and clean is None:
-            raise InputError(f"`key_metric='clean'` needs a {clean_label_key!r} label for every case")
-        self.key_metric = "clean" if (key_metric == "auto" and clean is not None) else (
-            "noisy" if key_metric == "auto" else key_metric
+        num_classes = int(network.out_channels)
+        if int(labels.max()) >= num_classes:
+            raise InputError(f"labels hold class {int(labels.max())} but `network.out_channels` is {num_classes}")
+        self.key_metric = _resolve_key_metric(key_metric, clean is not None, clean_label_key)
+        use_amp = bool(amp) and device.type == "cuda"
+        if amp and not use_amp:
+            logger.info("amp=True ignored: mixed precision is only used on CUDA (device is %s)", device)
+        num_cases = images.shape[0]
+        self.validator: Evaluator | None = None
+        super().__init__(
+            device=device, max_epochs=int(max_epochs), data_loader=range(math.ceil(num_cases / int(batch_size))),
+            amp=use_amp, decollate=False, handlers=None,
         )
+        self.network = network.to(device)
+        self.optimizer = optimizer
+        self.batch_size = int(batch_size)
+        self.train_resolution = int(train_resolution)
+        self.jitter = float(jitter)
+        self.num_points = None if num_points is None else int(num_points)
+        self.seed = int(seed)
+        self.chunk_size = int(chunk_size)
+        self.inferer = inferer if inferer is not None else SimpleInferer()
+        self.device = device
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.clean_labels = clean.to(device) if clean is not None else None
+        self.num_cases = num_cases
+        self.num_classes = num_classes
         if loss_function is None:
             weights = inverse_frequency_weights(self.labels, self.num_classes, cap=50.0)
             loss_function = NeARLoss(self.num_classes, class_weights=weights)
-        self.loss_function = loss_function.to(self.device) if isinstance(loss_function, nn.Module) else loss_function
+        self.loss_function = loss_function.to(device) if isinstance(loss_function, nn.Module) else loss_function
+        if train_handlers is not None:
+            self._register_handlers(train_handlers)
 
-        self.amp = bool(amp) and self.device.type == "cuda"
-        if amp and not self.amp:
-            logger.info("amp=True ignored: mixed precision is only used on CUDA (device is %s)", self.device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+    def _register_handlers(self, handlers: Sequence) -> None:
+        """Attach ``handlers``; remember the validator of a ``ValidationHandler`` (see :attr:`best_checkpoint`)."""
+        from monai.handlers import ValidationHandler
 
-        self.epoch_length = math.ceil(self.num_cases / self.batch_size)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self._writer = None
-        self._use_tensorboard = bool(tensorboard)
-        self._epoch_sums: dict[str, float] = {}
-        self._epoch_start = time.perf_counter()
-        self._latest = self._best = None
-        self.last_validation: dict[str, float] = {}
-
-        self.add_event_handler(Events.EPOCH_STARTED, self._reset_epoch_sums)
-        self.add_event_handler(Events.ITERATION_COMPLETED, self._accumulate)
-        if self.lr_scheduler is not None:
-            self.add_event_handler(Events.EPOCH_COMPLETED, lambda _: self.lr_scheduler.step())
-        self.add_event_handler(Events.EPOCH_COMPLETED, self._maybe_validate)
-        self.add_event_handler(Events.EPOCH_COMPLETED, self._write_history)
-        if self.checkpoint_dir is not None:
-            self._setup_checkpoints()
-        if progress:
-            from ignite.handlers import ProgressBar
-
-            ProgressBar(persist=False).attach(self, output_transform=lambda out: {"loss": out["loss"]})
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def _to_save(self) -> dict[str, Any]:
-        objs: dict[str, Any] = {"network": self.network, "optimizer": self.optimizer, "trainer": self}
-        if self.lr_scheduler is not None:
-            objs["lr_scheduler"] = self.lr_scheduler
-        if self.scaler is not None:
-            objs["scaler"] = self.scaler
-        return objs
-
-    def _setup_checkpoints(self) -> None:
-        from ignite.handlers import Checkpoint, DiskSaver
-
-        saver = DiskSaver(str(self.checkpoint_dir), require_empty=False, create_dir=True)
-        self._best = Checkpoint(
-            {"network": self.network},
-            saver,
-            filename_prefix="best",
-            score_function=lambda engine: engine.state.metrics["val_mean_dice"],
-            score_name="val_mean_dice",
-            n_saved=1,
-            global_step_transform=lambda engine, _: engine.state.epoch,
-        )
-        to_save = dict(self._to_save(), best_checkpointer=self._best)
-        self._latest = Checkpoint(
-            to_save,
-            saver,
-            filename_prefix="latest",
-            n_saved=1,
-            global_step_transform=lambda engine, _: engine.state.epoch,
-            include_self=True,
-        )
-        self.add_event_handler(Events.EPOCH_COMPLETED, self._latest)
-
-    def latest_checkpoint(self) -> Path | None:
-        """Path of the newest ``latest_checkpoint_<epoch>.pt`` in ``checkpoint_dir``, or None."""
-        if self.checkpoint_dir is None or not self.checkpoint_dir.is_dir():
-            return None
-        found = []
-        for path in self.checkpoint_dir.glob("latest_checkpoint_*.pt"):
-            m = re.fullmatch(r"latest_checkpoint_(\d+)\.pt", path.name)
-            if m:
-                found.append((int(m.group(1)), path))
-        return max(found)[1] if found else None
+        super()._register_handlers(handlers)
+        for handler in handlers:
+            if isinstance(handler, ValidationHandler) and handler.validator is not None:
+                self.validator = handler.validator
 
     @property
     def best_checkpoint(self) -> Path | None:
-        """Path of the best network checkpoint written so far, or None."""
-        if self._best is None or self._best.last_checkpoint is None:
-            return None
-        # ignite reports the file joined with the saver's folder (absolute or relative): keep the name
-        return Path(self.checkpoint_dir) / Path(str(self._best.last_checkpoint)).name
-
-    def load_latest(self) -> bool:
-        """Load network, optimizer, scheduler and engine state from the latest checkpoint, if any."""
-        from ignite.handlers import Checkpoint
-
-        path = self.latest_checkpoint()
-        if path is None:
-            return False
-        try:
-            ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # truncated or foreign file
-            raise InputError(f"cannot read checkpoint {path}: {exc}") from exc
-        to_load = dict(self._to_save(), best_checkpointer=self._best, checkpointer=self._latest)
-        try:
-            Checkpoint.load_objects(to_load=to_load, checkpoint=ckpt)
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(
-                f"checkpoint {path} does not fit this training set-up ({first}); "
-                "use another `checkpoint_dir` or `resume=False`"
-            ) from exc
-        logger.info("resumed from %s at epoch %d (iteration %d)", path, self.state.epoch, self.state.iteration)
-        self._truncate_history(self.state.epoch)
-        return True
+        """The best network file the validator's key-metric ``CheckpointSaver`` wrote, or None."""
+        return getattr(self.validator, "best_checkpoint", None)
 
     # -- training step -----------------------------------------------------------------------
 
@@ -328,8 +273,9 @@ class AutoDecoderTrainer(Engine):
             return terms_fn(logits, target, latent)
         return {"loss": self.loss_function(logits, target, latent)}
 
-    def _train_step(self, engine: Engine, slot: int) -> dict[str, float]:
+    def _iteration(self, engine: Any, slot: Any) -> dict[str, float]:  # type: ignore[override]
         perm = self._permutation(engine.state.epoch)
+        slot = int(slot)
         case_idx = perm[slot * self.batch_size : (slot + 1) * self.batch_size]
         rank, world = distributed_rank_world()
         if world > 1:  # each process takes its share of the batch; gradients are averaged below
@@ -338,151 +284,153 @@ class AutoDecoderTrainer(Engine):
         idx = case_idx.to(self.device)
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+        scaler = engine.scaler if engine.amp else None
+        with torch.autocast(device_type=self.device.type, enabled=scaler is not None):
             latent = self.network.latents(idx)
-            logits = self.network.decode_latent(latent, pts, app)
+            logits = self.inferer(latent, self.network.decode_latent, pts, app)
         terms = self._loss_terms(logits.float(), target, latent.float())
-        if self.scaler is not None:
-            self.scaler.scale(terms["loss"]).backward()
+        if scaler is not None:
+            scaler.scale(terms["loss"]).backward()
             average_gradients(self.network, world)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            scaler.step(self.optimizer)
+            scaler.update()
         else:
             terms["loss"].backward()
             average_gradients(self.network, world)
             self.optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
-    # -- epoch bookkeeping ---------------------------------------------------------------------
-
-    def _reset_epoch_sums(self, _: Engine) -> None:
-        self._epoch_sums = {}
-        self._epoch_start = time.perf_counter()
-
-    def _accumulate(self, engine: Engine) -> None:
-        out = engine.state.output or {}
-        for key, value in out.items():
-            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + float(value)
-        self._epoch_sums["_n"] = self._epoch_sums.get("_n", 0.0) + 1
-        writer = self._get_writer()
-        if writer is not None:
-            writer.add_scalar("train/loss_iteration", float(out.get("loss", float("nan"))), engine.state.iteration)
-
     @torch.no_grad()
     def validate(self, resolution: int | None = None) -> dict[str, float]:
         """Decode every training case on a ``resolution^3`` grid and score it (foreground Dice).
+
+        Args:
+            resolution: grid edge; defaults to ``train_resolution``.
 
         Returns:
             ``{"val_dice_noisy": ..., "val_mean_dice": ...}`` plus ``"val_dice_clean"`` when clean
             labels exist; ``val_mean_dice`` is the key metric (see ``key_metric``).
         """
-        from medrefine.inferers.near import decode_volume
-
-        res = int(resolution or self.val_resolution)
-        pts = grid_points((res, res, res), device=self.device).unsqueeze(0)
-        noisy_scores, clean_scores = [], []
+        res = int(resolution or self.train_resolution)
+        noisy, clean = [], []
         for n in range(self.num_cases):
-            app = self.images[n : n + 1] if self.network.appearance_channels else None
-            label, _ = decode_volume(
-                self.network, n, app, (res, res, res), chunk_size=self.chunk_size, return_probabilities=False
-            )
-            pred = label.view(-1)
-            noisy_scores.append(foreground_dice(pred, sample_labels(self.labels[n : n + 1], pts).view(-1), self.num_classes))
-            if self.clean_labels is not None:
-                ref = sample_labels(self.clean_labels[n : n + 1], pts).view(-1)
-                clean_scores.append(foreground_dice(pred, ref, self.num_classes))
-        metrics = {"val_dice_noisy": float(np.mean(noisy_scores))}
-        if clean_scores:
-            metrics["val_dice_clean"] = float(np.mean(clean_scores))
-        metrics["val_mean_dice"] = metrics["val_dice_clean" if self.key_metric == "clean" else "val_dice_noisy"]
-        return metrics
+            ref = self.clean_labels[n : n + 1] if self.clean_labels is not None else None
+            score, clean_score = _case_dice(self.network, n, self.images[n : n + 1], self.labels[n : n + 1], ref,
+                                            res, self.chunk_size)  # fmt: skip
+            noisy.append(score)
+            if clean_score is not None:
+                clean.append(clean_score)
+        return _summarise(noisy, clean, self.key_metric)
 
-    def _maybe_validate(self, engine: Engine) -> None:
-        epoch = engine.state.epoch
-        if epoch % self.val_interval and epoch != engine.state.max_epochs:
-            self.last_validation = {}
-            return
-        metrics = self.validate()
-        engine.state.metrics.update(metrics)
-        self.last_validation = metrics
-        logger.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        if self._best is not None:
-            self._best(engine)
+    def run(self, max_epochs: int | None = None) -> Any:  # type: ignore[override]
+        """Train (the ``ResumeHandler``, if attached, continues from the latest checkpoint); return the state.
 
-    def _get_writer(self):
-        if self._writer is None and self.log_dir is not None and self._use_tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # pragma: no cover - depends on the environment
-                logger.warning("TensorBoard logging disabled: `pip install tensorboard` to enable it")
-                self._use_tensorboard = False
-                return None
-            self._writer = SummaryWriter(log_dir=str(self.log_dir))
-        return self._writer
-
-    def _write_history(self, engine: Engine) -> None:
-        if distributed_rank_world()[0] != 0:  # one history per run, written by the first process
-            return
-        n = max(self._epoch_sums.get("_n", 0.0), 1.0)
-        row: dict[str, Any] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
-        for key in ("loss", "ce", "dice", "latent"):
-            if key in self._epoch_sums:
-                row[key] = self._epoch_sums[key] / n
-        row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
-        row.update(self.last_validation)
-        writer = self._get_writer()
-        if writer is not None:
-            for key, value in row.items():
-                if key not in ("epoch", "iteration"):
-                    writer.add_scalar(f"epoch/{key}", float(value), engine.state.epoch)
-            writer.flush()
-        if self.log_dir is None:
-            return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        path = self.log_dir / "history.csv"
-        new = not path.is_file()
-        with open(path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=_HISTORY_FIELDS, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def _truncate_history(self, epoch: int) -> None:
-        """Drop history rows written after the checkpoint we resume from."""
-        if self.log_dir is None or not (self.log_dir / "history.csv").is_file():
-            return
-        path = self.log_dir / "history.csv"
-        with open(path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= epoch]
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=_HISTORY_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-
-    # -- run -----------------------------------------------------------------------------------
-
-    def run(self, data: Any = None, max_epochs: int | None = None, **kwargs: Any):  # type: ignore[override]
-        """Train (resuming from the latest checkpoint when ``resume``); returns the engine state.
-
-        ``data`` is ignored (the engine draws its own batches); ``max_epochs`` overrides the
-        constructor's value, e.g. to extend a finished run.
+        ``max_epochs`` overrides the constructor's value, e.g. to extend a finished run.
         """
-        if data is not None:
-            logger.debug("AutoDecoderTrainer.run ignores `data`: batches are drawn from the stored cases")
-        max_epochs = int(max_epochs or self.max_epochs)
-        self.max_epochs = max_epochs
-        if self.resume and self.state.epoch == 0:
-            self.load_latest()
-        if self.state.epoch >= max_epochs:
-            logger.info("training already complete: epoch %d of %d", self.state.epoch, max_epochs)
-            return self.state
-        try:
-            return super().run(range(self.epoch_length), max_epochs=max_epochs)
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+        if max_epochs is not None:
+            if int(max_epochs) < self.state.epoch:
+                raise ValueError(f"`max_epochs` ({max_epochs}) must be >= the epochs already run ({self.state.epoch})")
+            self.state.max_epochs = int(max_epochs)
+        super().run()
+        return self.state
+
+
+class AutoDecoderEvaluator(Evaluator):
+    """Score an auto-decoder on its training cases: one iteration per case, foreground Dice.
+
+    MONAI's ``SupervisedEvaluator`` calls the network on images from a loader; an auto-decoder is
+    decoded from a case's latent on a query grid. This evaluator decodes case ``n`` with latent
+    ``n`` on a ``resolution^3`` grid and compares it with the case's noisy label (and clean label
+    when every case has one). After each run ``state.metrics`` holds ``val_dice_noisy``,
+    ``val_dice_clean`` (if any) and the key metric ``val_mean_dice``; MONAI's ``ValidationHandler``
+    runs it during training and a ``CheckpointSaver(save_key_metric=True)`` among its handlers keeps
+    the best network.
+
+    Args:
+        device: decoding device.
+        network: the implicit refiner being trained.
+        dataset: the training cases (as given to the trainer), see :func:`stack_cases`.
+        resolution: grid edge. Defaults to 64.
+        key_metric: ``"auto"``, ``"noisy"`` or ``"clean"`` (see :class:`AutoDecoderTrainer`).
+        chunk_size: points per forward pass. Defaults to 65536.
+        val_handlers: handlers of this evaluator (``StatsHandler``, ``CheckpointSaver``, ...).
+        image_key, label_key, clean_label_key: keys of the case dicts.
+
+    Example:
+        >>> evaluator = AutoDecoderEvaluator("cpu", net, cases, resolution=32)  # doctest: +SKIP
+        >>> evaluator.run(); evaluator.state.metrics["val_mean_dice"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        network: nn.Module,
+        dataset: Sequence[Mapping[str, Any]],
+        resolution: int = 64,
+        key_metric: str = "auto",
+        chunk_size: int = 2**16,
+        val_handlers: Sequence | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+        clean_label_key: str = "label_clean",
+    ) -> None:
+        if int(resolution) < 1 or int(chunk_size) < 1:
+            raise ValueError(f"`resolution` and `chunk_size` must be >= 1, got {resolution} and {chunk_size}")
+        if key_metric not in _KEY_METRICS:
+            _resolve_key_metric(key_metric, False, clean_label_key)
+        images, labels, clean = stack_cases(dataset, image_key=image_key, label_key=label_key,
+                                            clean_label_key=clean_label_key)  # fmt: skip
+        self.key_metric = _resolve_key_metric(key_metric, clean is not None, clean_label_key)
+        super().__init__(device=device, val_data_loader=range(images.shape[0]), decollate=False, val_handlers=None)
+        self.network = network
+        self.resolution = int(resolution)
+        self.chunk_size = int(chunk_size)
+        self.images, self.labels, self.clean_labels = images, labels, clean  # on the CPU; one case at a time moves
+        self.state.key_metric_name = "val_mean_dice"
+        self.handlers: tuple = ()
+        self._scores: tuple[list[float], list[float]] = ([], [])
+        from ignite.engine import Events
+
+        self.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._summarise)
+        if val_handlers is not None:
+            self.handlers = tuple(val_handlers)
+            self._register_handlers(val_handlers)
+
+    def _reset(self, engine: Any) -> None:
+        self._scores = ([], [])
+
+    def _iteration(self, engine: Any, case: Any) -> dict[str, float]:  # type: ignore[override]
+        n = int(case)
+        device = engine.state.device
+        clean = self.clean_labels[n : n + 1].to(device) if self.clean_labels is not None else None
+        noisy, clean_score = _case_dice(self.network, n, self.images[n : n + 1].to(device),
+                                        self.labels[n : n + 1].to(device), clean, self.resolution, self.chunk_size)
+        self._scores[0].append(noisy)
+        if clean_score is not None:
+            self._scores[1].append(clean_score)
+        return {"dice_noisy": noisy} if clean_score is None else {"dice_noisy": noisy, "dice_clean": clean_score}
+
+    def _summarise(self, engine: Any) -> None:
+        metrics = _summarise(*self._scores, self.key_metric)
+        engine.state.metrics.update(metrics)
+        current = metrics["val_mean_dice"]
+        if engine.state.best_metric_epoch == -1 or current > engine.state.best_metric:
+            engine.state.best_metric, engine.state.best_metric_epoch = current, engine.state.epoch
+        logger.info("epoch %d: %s", engine.state.epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        """The file of the best network saved by a key-metric ``CheckpointSaver`` among the handlers, or None."""
+        from monai.handlers import CheckpointSaver
+
+        for handler in self.handlers:
+            # MONAI keeps the key-metric Checkpoint private; its disk saver knows the fixed file name
+            best = getattr(handler, "_key_metric_checkpoint", None) if isinstance(handler, CheckpointSaver) else None
+            if best is not None and best.last_checkpoint is not None:
+                name = getattr(best.save_handler, "filename", None) or Path(str(best.last_checkpoint)).name
+                return Path(handler.save_dir) / name
+        return None
 
 
 def create_autodecoder_trainer(
@@ -506,8 +454,10 @@ def create_autodecoder_trainer(
             85% of ``max_epochs``.
         gamma: decay factor. Defaults to 0.1.
         optimizer: a ready optimiser instead of Adam.
-        lr_scheduler: a ready scheduler instead of ``MultiStepLR``.
-        **kwargs: passed to :class:`AutoDecoderTrainer` (``max_epochs``, ``batch_size``, ...).
+        lr_scheduler: a ready scheduler instead of ``MultiStepLR``; stepped after every epoch by a
+            MONAI ``LrScheduleHandler`` put before any ``train_handlers``.
+        **kwargs: passed to :class:`AutoDecoderTrainer` (``max_epochs``, ``batch_size``,
+            ``train_handlers``, ...).
 
     Returns:
         The trainer; call ``.run()``.
@@ -518,8 +468,10 @@ def create_autodecoder_trainer(
         except (RuntimeError, TypeError, ValueError):
             optimizer = torch.optim.Adam(network.parameters(), lr=float(lr))
     if lr_scheduler is None:
-        max_epochs = int(kwargs.get("max_epochs", 100))
         if milestones is None:
-            milestones = sorted({max(1, int(0.6 * max_epochs)), max(1, int(0.85 * max_epochs))})
+            milestones = default_milestones(int(kwargs.get("max_epochs", 100)))
         lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
-    return AutoDecoderTrainer(network, optimizer, dataset, lr_scheduler=lr_scheduler, **kwargs)
+    from monai.handlers import LrScheduleHandler
+
+    handlers = [LrScheduleHandler(lr_scheduler, print_lr=False), *(kwargs.pop("train_handlers", None) or [])]
+    return AutoDecoderTrainer(network, optimizer, dataset, train_handlers=handlers, **kwargs)

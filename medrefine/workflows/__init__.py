@@ -4,7 +4,7 @@
 - :mod:`medrefine.workflows.segmentation`: the multi-structure CT segmentation bundle's parts;
 - :mod:`medrefine.workflows.point_supervision`: the point-supervision (PA-Seg) bundle's parts;
 - :mod:`medrefine.workflows.models`: self-describing trained models (model.pt + model.json);
-- :mod:`medrefine.workflows.training`: training bookkeeping (resume, CSV history, curve PNG).
+- :mod:`medrefine.workflows.training`: the CPU thread count of a run (bookkeeping is in :mod:`medrefine.handlers`).
 """
 
 from __future__ import annotations

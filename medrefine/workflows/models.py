@@ -154,9 +154,13 @@ class ModelDescription:
 
     def load_network(self, device: Any = None, *, eval_mode: bool = True) -> Any:
         """The network with its trained weights from the ``.pt`` file beside the description."""
+        return self.load_into(self.build_network(), device=device, eval_mode=eval_mode)
+
+    def load_into(self, network: Any, device: Any = None, *, eval_mode: bool = True) -> Any:
+        """Load the trained weights into ``network`` (built from this description, e.g. by a
+        config's ``network_def``) and return it on ``device``."""
         if self.path is None:
             raise InputError("this model description was not read from a folder: no weights to load")
-        network = self.build_network()
         load_weights(network, self.weights_path, device=device)
         if device is not None:
             network = network.to(device)

@@ -46,11 +46,11 @@ def test_variant_trains_and_infers(cohort, tmp_path, network_name, formulation):
     _run(root, "train", cohort, epochs=1, early_stopping=True, early_stop_patience=1, **keys)
     assert (root / "models" / "model.pt").is_file()
     history = (root / "logs" / "history.csv").read_text().splitlines()
-    assert history[0] == "epoch,train_loss,val_mean_dice,lr" and len(history) == 2
+    assert history[0] == "epoch,iteration,train_loss,lr,seconds,val_mean_dice" and len(history) == 2
     assert (root / "logs" / "training_curve.png").stat().st_size > 0
     if network_name == "unet2d":  # a second run resumes from the latest checkpoint
         _run(root, "train", cohort, epochs=2, **keys)
-        assert [p.name for p in (root / "models").glob("checkpoint*.pt")] == ["checkpoint_checkpoint_epoch=2.pt"]
+        assert [p.name for p in (root / "models").glob("latest*.pt")] == ["latest_checkpoint_epoch=2.pt"]
         epochs = [row.split(",")[0] for row in (root / "logs" / "history.csv").read_text().splitlines()[1:]]
         assert epochs == ["1", "2"]
     _run(root, "inference", cohort, one_file_per_structure=True, **keys)

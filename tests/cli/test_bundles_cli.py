@@ -37,7 +37,9 @@ def _fake_bundle(root: Path, name: str = "toy", *, with_eval: bool = True) -> Pa
     }
     (path / "configs" / "metadata.json").write_text(json.dumps(meta))
     target = str(root / f"{name}_out.txt")
-    train = {"out_file": target, "message": "trained", "run": ["$open(@out_file, 'w').write(@message)"]}
+    required = {"device": "cpu", "dataset_dir": ".", "train": {"trainer": {"max_epochs": 1}, "dataset": [], "inferer": None},
+                "dataset": [], "evaluator": None, "network_def": None, "inferer": None}  # MONAI's required properties
+    train = {"out_file": target, "message": "trained", "run": ["$open(@out_file, 'w').write(@message)"], **required}
     (path / "configs" / "train.json").write_text(json.dumps(train))
     if with_eval:
         (path / "configs" / "evaluate.json").write_text(json.dumps({"message": "evaluated"}))

@@ -12,6 +12,7 @@ from ignite.engine import Events
 from medrefine.engines import (
     AutoDecoderTrainer,
     create_autodecoder_trainer,
+    default_milestones,
     foreground_dice,
 )
 from medrefine.errors import InputError
@@ -21,17 +22,32 @@ from medrefine.networks import ImplicitRefiner
 TINY = {"latent_dim": 8, "grid_channels": (6, 4), "grid_sizes": (2, 4), "hidden_channels": (16,), "grid_refine": False}
 
 
-def _trainer(cases, tmp_path, max_epochs=2, seed=0, **kw):
+def _trainer(cases, tmp_path, max_epochs=2, seed=0, validate=False, **kw):
+    """A trainer with the refinement bundle's handler stack: lr steps, (validation), latest checkpoint + resume, history."""
+    from monai.handlers import CheckpointSaver, LrScheduleHandler, ValidationHandler
+
+    from medrefine.engines import AutoDecoderEvaluator
+    from medrefine.handlers import HistoryCSV, ResumeHandler
+
     torch.manual_seed(seed)
     net = ImplicitRefiner(len(cases), 3, **TINY)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1], gamma=0.5)
-    args = {
-        "max_epochs": max_epochs, "batch_size": 1, "train_resolution": 6, "num_points": 100,
-        "checkpoint_dir": tmp_path / "ckpt", "log_dir": tmp_path / "logs", "progress": False,
-    }  # fmt: skip
+    args = {"max_epochs": max_epochs, "batch_size": 1, "train_resolution": 6, "num_points": 100}
     args.update(kw)
-    return AutoDecoderTrainer(net, opt, cases, lr_scheduler=sched, **args)
+    evaluator = None
+    if validate:
+        best = CheckpointSaver(str(tmp_path / "ckpt"), {"network": net}, save_key_metric=True,
+                               key_metric_filename="best_network.pt")
+        evaluator = AutoDecoderEvaluator("cpu", net, cases, resolution=6, val_handlers=[best])
+    trainer = AutoDecoderTrainer(net, opt, cases, **args)
+    handlers = [LrScheduleHandler(sched, print_lr=False)]
+    if evaluator is not None:
+        handlers.append(ValidationHandler(interval=1, validator=evaluator, epoch_level=True))
+    handlers += [ResumeHandler(tmp_path / "ckpt", {"network": net, "optimizer": opt, "lr_scheduler": sched}),
+                 HistoryCSV(tmp_path / "logs" / "history.csv", evaluator=evaluator, optimizer=opt)]
+    trainer._register_handlers(handlers)
+    return trainer
 
 
 class _Interrupt(Exception):
@@ -40,6 +56,11 @@ class _Interrupt(Exception):
 
 def _params(net):
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _epochs(path):
+    with open(path) as fh:
+        return [int(r["epoch"]) for r in csv.DictReader(fh)]
 
 
 def test_resume_after_interruption_continues_exactly(blob_cases, tmp_path):
@@ -60,8 +81,9 @@ def test_resume_after_interruption_continues_exactly(blob_cases, tmp_path):
     with pytest.raises(_Interrupt):
         first.run()
     ckpt_dir = tmp_path / "run" / "ckpt"
-    assert [p.name for p in ckpt_dir.glob("latest_*.pt")] == ["latest_checkpoint_1.pt"]
-    saved = torch.load(ckpt_dir / "latest_checkpoint_1.pt", weights_only=False)["network"]
+    assert [p.name for p in ckpt_dir.glob("latest_*.pt")] == ["latest_checkpoint_epoch=1.pt"]
+    saved = torch.load(ckpt_dir / "latest_checkpoint_epoch=1.pt", weights_only=True)["network"]
+    assert _epochs(tmp_path / "run" / "logs" / "history.csv") == [1]
 
     # restart with a differently initialised network: it must load epoch 1 and go on from there
     second = _trainer(cases, tmp_path / "run", seed=123)
@@ -81,28 +103,32 @@ def test_resume_after_interruption_continues_exactly(blob_cases, tmp_path):
     final, expected = _params(second.network), _params(ref.network)
     for k in expected:
         torch.testing.assert_close(final[k], expected[k], atol=1e-6, rtol=1e-5)
-    assert [p.name for p in ckpt_dir.glob("latest_*.pt")] == ["latest_checkpoint_2.pt"]
-    with open(tmp_path / "run" / "logs" / "history.csv") as fh:
-        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2]
+    assert [p.name for p in ckpt_dir.glob("latest_*.pt")] == ["latest_checkpoint_epoch=2.pt"]
+    assert _epochs(tmp_path / "run" / "logs" / "history.csv") == [1, 2]
 
     # a finished run is not re-run; a larger max_epochs extends it
     third = _trainer(cases, tmp_path / "run", seed=7)
     assert third.run().epoch == 2
     assert third.run(max_epochs=3).epoch == 3
+    assert _epochs(tmp_path / "run" / "logs" / "history.csv") == [1, 2, 3]
 
 
-def test_outputs_best_checkpoint_history_tensorboard(blob_cases, tmp_path):
+def test_validation_best_checkpoint_history(blob_cases, tmp_path):
     clean = [dict(c, label_clean=c["label"]) for c in blob_cases[:2]]
-    trainer = _trainer(clean, tmp_path, max_epochs=2, progress=True)
+    trainer = _trainer(clean, tmp_path, max_epochs=2, validate=True)
     trainer.run()
-    assert set(trainer.state.metrics) >= {"val_dice_noisy", "val_dice_clean", "val_mean_dice"}
-    assert trainer.state.metrics["val_mean_dice"] == trainer.state.metrics["val_dice_clean"]
-    assert trainer.best_checkpoint is not None and trainer.best_checkpoint.is_file()
-    assert set(torch.load(trainer.best_checkpoint, weights_only=False)) == set(trainer.network.state_dict())
+    metrics = trainer.validator.state.metrics
+    assert set(metrics) >= {"val_dice_noisy", "val_dice_clean", "val_mean_dice"}
+    assert metrics["val_mean_dice"] == metrics["val_dice_clean"]
+    assert trainer.validator.state.epoch == 2  # the evaluator runs at the trainer's epoch
+    assert trainer.validate(resolution=6) == pytest.approx(metrics)  # the method and the evaluator agree
+    assert trainer.best_checkpoint == tmp_path / "ckpt" / "best_network.pt" and trainer.best_checkpoint.is_file()
+    assert set(torch.load(trainer.best_checkpoint, weights_only=True)) == set(trainer.network.state_dict())
     with open(tmp_path / "logs" / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2 and float(rows[0]["loss"]) > 0 and rows[1]["val_mean_dice"] != ""
-    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    assert len(rows) == 2 and float(rows[0]["train_loss"]) > 0 and float(rows[0]["train_ce"]) > 0
+    assert float(rows[1]["val_mean_dice"]) == pytest.approx(metrics["val_mean_dice"])
+    assert float(rows[0]["lr"]) == pytest.approx(5e-3) and float(rows[1]["lr"]) == pytest.approx(5e-3)
 
 
 def test_end_to_end_overfit_reaches_high_dice(blob_cases):
@@ -110,11 +136,10 @@ def test_end_to_end_overfit_reaches_high_dice(blob_cases):
     torch.manual_seed(0)
     net = ImplicitRefiner(2, 3, latent_dim=16, grid_channels=(8, 8), grid_sizes=(4, 8), hidden_channels=(32, 32),
                           grid_refine=False)  # fmt: skip
-    trainer = create_autodecoder_trainer(
-        net, cases, lr=5e-3, max_epochs=150, batch_size=2, train_resolution=12, val_interval=150, progress=False
-    )
+    trainer = create_autodecoder_trainer(net, cases, lr=5e-3, max_epochs=150, batch_size=2, train_resolution=12)
     trainer.run()
-    assert trainer.state.metrics["val_dice_noisy"] > 0.6
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)  # milestones 90, 127 of 150
+    assert trainer.validate()["val_dice_noisy"] > 0.6
     for n, case in enumerate(cases):
         label, entropy = decode_volume(net, n, torch.as_tensor(case["image"]), return_probabilities=False)
         assert foreground_dice(label[0], torch.as_tensor(case["label"]), 3) > 0.85
@@ -132,7 +157,7 @@ def test_built_from_bundle_config(blob_cases, tmp_path):
         "loss": {"_target_": "medrefine.losses.near.NeARLoss", "num_classes": 3, "class_weights": "inverse_frequency"},
         "trainer": {"_target_": "medrefine.engines.AutoDecoderTrainer", "network": "@network",
                     "optimizer": "@optimizer", "dataset": "@cases", "loss_function": "@loss", "max_epochs": 1,
-                    "batch_size": 2, "train_resolution": 4, "progress": False},
+                    "batch_size": 2, "train_resolution": 4},
     }  # fmt: skip
     parser = ConfigParser(config)
     parser["cases"] = blob_cases[:2]
@@ -144,7 +169,7 @@ def test_built_from_bundle_config(blob_cases, tmp_path):
 def test_resume_refuses_a_foreign_checkpoint(blob_cases, tmp_path):
     _trainer(blob_cases[:2], tmp_path, max_epochs=1).run()
     other = _trainer(blob_cases, tmp_path, max_epochs=2)  # 3 cases: another latent table
-    with pytest.raises(InputError, match="does not fit this training set-up"):
+    with pytest.raises(InputError, match=r"latest_checkpoint_epoch=1\.pt: the checkpoint does not fit this training set-up"):
         other.run()
 
 
@@ -158,20 +183,7 @@ def test_trainer_argument_errors(blob_cases, tmp_path):
         _trainer(blob_cases[:2], tmp_path, key_metric="clean")
 
 
-def test_best_checkpoint_with_a_relative_folder(tmp_path, monkeypatch):
-    """The best checkpoint's path must exist also when checkpoint_dir is relative to the cwd."""
-    import torch as _torch
-
-    from medrefine.engines import AutoDecoderTrainer
-    from medrefine.networks import ImplicitRefiner
-
-    monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    cases = [{"image": rng.random((1, 8, 8, 8), dtype=np.float32), "label": rng.integers(0, 3, (8, 8, 8)),
-              "label_clean": rng.integers(0, 3, (8, 8, 8))} for _ in range(2)]
-    net = ImplicitRefiner(2, 3, latent_dim=4, grid_channels=(4,), grid_sizes=(2,), hidden_channels=(8,))
-    trainer = AutoDecoderTrainer(net, _torch.optim.Adam(net.parameters(), 1e-2), cases, max_epochs=1, batch_size=2,
-                                 train_resolution=4, val_interval=1, checkpoint_dir="models", progress=False,
-                                 tensorboard=False)
-    trainer.run()
-    assert trainer.best_checkpoint is not None and trainer.best_checkpoint.is_file(), trainer.best_checkpoint
+def test_default_milestones_scale_with_epochs():
+    assert default_milestones(50) == [30, 42]
+    assert default_milestones(200) == [120, 170]  # NeAR's recipe
+    assert default_milestones(1) == [1]

@@ -16,8 +16,7 @@ def trained(blob_cases):
     net = ImplicitRefiner(2, 3, latent_dim=8, grid_channels=(8, 4), grid_sizes=(4, 8), hidden_channels=(16,),
                           grid_refine=False)  # fmt: skip
     torch.set_num_threads(1)
-    create_autodecoder_trainer(net, blob_cases[:2], lr=1e-2, max_epochs=40, batch_size=2, train_resolution=8,
-                               progress=False, val_interval=100).run()  # fmt: skip
+    create_autodecoder_trainer(net, blob_cases[:2], lr=1e-2, max_epochs=40, batch_size=2, train_resolution=8).run()
     return net
 
 

@@ -72,8 +72,7 @@ def test_train_export_load_refine_evaluate(cohort, tmp_path):
     cases = load_refinement_cases(cohort, size=16, num_classes=11)
     net = _small_net(len(cases))
     trainer = AutoDecoderTrainer(net, torch.optim.Adam(net.parameters(), 1e-2), cases, max_epochs=2, batch_size=3,
-                                 train_resolution=8, checkpoint_dir=tmp_path / "models", progress=False,
-                                 tensorboard=False)
+                                 train_resolution=8)
     trainer.run()
     export_model(trainer, cases, tmp_path / "models", preprocessing={"resolution": 16, "window": [-100, 500]})
     fresh, model = load_model(tmp_path / "models")

@@ -143,7 +143,7 @@ def test_stage2_resumes_from_its_checkpoint(tmp_path):
     common = {"dataset_dir": str(tmp_path / "cohort"), "device": "cpu"}
     run_workflow(root, "train", common, extra_configs=smoke)
     run_workflow(root, "stage2", {**common, "epochs": 2}, extra_configs=smoke)
-    (checkpoint,) = (root / "models" / "stage2").glob("checkpoint*.pt")
+    (checkpoint,) = (root / "models" / "stage2").glob("latest*.pt")
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     workflow = run_workflow(root, "stage2", {**common, "epochs": 2}, extra_configs=smoke)
     trainer = workflow.parser.get_parsed_content("train#trainer")

@@ -1,0 +1,14 @@
+"""Ignite handlers shared by every bundle's trainer: resuming from the latest checkpoint and the
+per-epoch history CSV.
+
+Checkpoints, learning-rate steps, validation, console and TensorBoard logging are MONAI's own
+handlers (``CheckpointSaver``, ``LrScheduleHandler``, ``ValidationHandler``, ``StatsHandler``,
+``TensorBoardStatsHandler``); the bundles declare them, and these, under ``train#handlers``.
+"""
+
+from __future__ import annotations
+
+from medrefine.handlers.history import HistoryCSV, plot_history
+from medrefine.handlers.resume import ResumeHandler, latest_checkpoint, load_checkpoint
+
+__all__ = ["HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history"]

@@ -1,0 +1,75 @@
+"""medrefine.bundle.runner: MONAI's required properties per workflow type; config-level training defaults."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from medrefine.bundle import config_files, find_bundle
+from medrefine.bundle.discovery import WORKFLOW_TYPES, list_bundles
+from medrefine.bundle.runner import create_workflow
+from medrefine.errors import InputError
+
+REFINEMENT = find_bundle("annotation_refinement")
+
+
+@pytest.mark.parametrize("mode, config, key, expected", [
+    ("train", "train.json", ("train", "inferer"), r"train\.json\): the config lacks what MONAI requires of a train workflow: 'train#inferer' \(train_inferer\)$"),
+    ("inference", "inference.json", ("evaluator",), r"inference\.json\): the config lacks what MONAI requires of a infer workflow: 'evaluator' \(evaluator\)$"),
+])
+def test_missing_required_property_fails_with_one_line(tmp_path, mode, config, key, expected):
+    root = tmp_path / "bundle"
+    shutil.copytree(REFINEMENT.path, root, ignore=shutil.ignore_patterns("models", "logs", "eval"))
+    path = root / "configs" / config
+    data = json.loads(path.read_text())
+    parent = data
+    for k in key[:-1]:
+        parent = parent[k]
+    del parent[key[-1]]
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=expected) as info:
+        create_workflow(root, mode, {"dataset_dir": str(tmp_path / "nowhere")})
+    assert "\n" not in str(info.value) and f"bundle 'bundle' mode {mode!r}" in str(info.value)
+
+
+@pytest.mark.parametrize("bundle", list_bundles(), ids=lambda b: b.name)
+def test_every_mode_declares_the_required_properties(bundle):
+    """What the runner checks before running, without running: every key MONAI requires is there."""
+    from monai.bundle import ConfigParser
+    from monai.bundle.properties import InferProperties, TrainProperties
+
+    for mode, kind in WORKFLOW_TYPES.items():
+        if mode not in bundle.modes:
+            continue
+        parser = ConfigParser()
+        parser.read_config([str(f) for f in config_files(bundle, mode)])
+        props = TrainProperties if kind == "train" else InferProperties
+        missing = [p["id"] for p in props.values() if p["required"] and p["id"] not in parser]
+        assert not missing, f"{bundle.name} {mode}: lacks {missing}"
+        if kind == "train":
+            targets = [h["_target_"] for h in parser["train#handlers"]]
+            assert "medrefine.handlers.ResumeHandler" in targets and "medrefine.handlers.HistoryCSV" in targets, targets
+            assert targets.index("medrefine.handlers.ResumeHandler") > targets.index("LrScheduleHandler")
+
+
+def test_workflow_types_of_the_modes():
+    assert {m: WORKFLOW_TYPES.get(m) for m in ("train", "stage2", "multi_gpu_train", "evaluate", "inference", "smoke")} == {
+        "train": "train", "stage2": "train", "multi_gpu_train": "train", "evaluate": "infer", "inference": "infer",
+        "smoke": None,
+    }
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"epochs": 50}, [30, 42]),
+    ({}, [120, 170]),  # 200 epochs: NeAR's recipe
+    ({"epochs": 50, "lr_milestones": [10, 20]}, [10, 20]),
+])
+def test_refinement_lr_milestones_follow_epochs_unless_set(overrides, expected):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in config_files(REFINEMENT, "train")])
+    parser.update(overrides)
+    assert parser.get_parsed_content("lr_scheduler#milestones") == expected
