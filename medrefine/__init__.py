@@ -17,6 +17,6 @@ __version__ = "0.1.0"
 
 __getattr__, __dir__ = lazy_submodules(
     __name__,
-    ("bundle", "cli", "data", "demo", "engines", "errors", "geodesic", "inferers", "io", "losses", "metrics",
+    ("bundle", "cli", "data", "demo", "engines", "errors", "geodesic", "handlers", "inferers", "io", "losses", "metrics",
      "networks", "points", "reports", "transforms", "workflows"),
 )
