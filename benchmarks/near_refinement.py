@@ -163,7 +163,7 @@ def train_near(cases, args, workdir: Path):
     net = ImplicitRefiner(num_cases=len(cases), out_channels=k, grid_sizes=(4, 8), grid_channels=(64, 32),
                          hidden_channels=(256, 256, 128))
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
-    loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
+    loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, class_weight_cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
     trainer = create_autodecoder_trainer(
         net, cases, loss_function=loss, lr=1e-2, max_epochs=args.epochs, batch_size=args.batch_size,
         train_resolution=args.train_resolution, num_points=args.num_points, checkpoint_dir=workdir / "models",
