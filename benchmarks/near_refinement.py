@@ -175,11 +175,11 @@ def train_near(cases, args, workdir: Path):
     return net, time.perf_counter() - start
 
 
-def refine(net, cases, out_dir: Path, mode: str, args, trained: list[str]) -> list[np.ndarray]:
+def refine(net, cases, out_dir: Path, refine_mode: str, args, trained: list[str]) -> list[np.ndarray]:
     from medrefine.io import load_label
     from medrefine.workflows.near import refine_cases
 
-    written = refine_cases(net, cases, out_dir, mode=mode, trained_cases=trained, fit_steps=args.fit_steps,
+    written = refine_cases(net, cases, out_dir, refine_mode=refine_mode, trained_cases=trained, fit_steps=args.fit_steps,
                            fit_resolution=args.train_resolution, fit_num_points=args.num_points)
     return [load_label(w["refined"]).array for w in written]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from medrefine.errors import InputError
+from medrefine.errors import InputError, did_you_mean
 
 __all__ = [
     "load_refinement_cases",
@@ -249,7 +249,7 @@ def refine_cases(
     cases: Sequence[Mapping[str, Any]],
     output_dir: str | Path,
     *,
-    mode: str = "transductive",
+    refine_mode: str = "transductive",
     trained_cases: Sequence[str] | None = None,
     fit_steps: int = 200,
     fit_lr: float = 1e-2,
@@ -258,6 +258,7 @@ def refine_cases(
     chunk_size: int = 2**16,
     device: Any = None,
     progress: bool = False,
+    mode: str | None = None,
 ) -> list[dict[str, str]]:
     """Refine every case and write the refined label, the uncertainty and the change map.
 
@@ -271,20 +272,22 @@ def refine_cases(
         network: a trained :class:`~medrefine.networks.ImplicitRefiner`.
         cases: from :func:`load_refinement_cases`.
         output_dir: where the folders above go.
-        mode: ``"transductive"`` (decode a trained case with its own latent; NeAR) or
+        refine_mode: ``"transductive"`` (decode a trained case with its own latent; NeAR) or
             ``"inductive"`` (fit a new latent to each case with the decoder frozen, then decode).
+            The config key of the same name. Default ``"transductive"``.
         trained_cases: case ids in latent order (from :func:`load_model`); transductive mode looks
             each case up there. Defaults to the order of ``cases``.
         fit_steps, fit_lr, fit_resolution, fit_num_points: latent fitting (inductive mode).
         chunk_size: query points per forward pass while decoding (bounds memory).
         device: decoding device; defaults to the network's.
         progress: show a progress bar.
+        mode: deprecated name of ``refine_mode``.
 
     Returns:
         One dict per case with the written paths (``refined``, ``uncertainty``, ``changes``).
 
     Raises:
-        InputError: an unknown mode, or (transductive) a case the model was not trained on.
+        InputError: an unknown ``refine_mode``, or (transductive) a case the model was not trained on.
     """
     import torch
     from tqdm.auto import tqdm
@@ -294,8 +297,14 @@ def refine_cases(
     from medrefine.inferers import decode_volume
     from medrefine.io import atomic_write, load_label, save_nifti
 
+    if mode is not None:
+        import warnings
+
+        warnings.warn("`mode` is deprecated; use `refine_mode` (the same setting)", DeprecationWarning, stacklevel=2)
+        refine_mode = mode
+    mode = refine_mode
     if mode not in _MODES:
-        raise InputError(f"`mode` must be one of {list(_MODES)}, got {mode!r}")
+        raise InputError(f"`refine_mode` must be one of {list(_MODES)}, got {mode!r}." + did_you_mean(str(mode), _MODES))
     output_dir = Path(output_dir)
     names = list(trained_cases) if trained_cases is not None else [str(c["case"]) for c in cases]
     device = torch.device(device) if device is not None else next(network.parameters()).device
@@ -309,7 +318,7 @@ def refine_cases(
             if case not in names:
                 raise InputError(
                     f"case {case}: the model was not trained on it (trained: {len(names)} cases); "
-                    "use mode='inductive' for new cases"
+                    "use refine_mode='inductive' for new cases"
                 )
             code: Any = names.index(case)
         else:
