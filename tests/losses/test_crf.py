@@ -382,3 +382,14 @@ def test_two_seeds_and_crf_segment_a_two_region_image(spatial_dims):
         (seed_loss(logits, seeds) + crf(logits, image)).backward()
         optimizer.step()
     assert (logits.argmax(1, keepdim=True) == truth).float().mean().item() > 0.99
+
+
+def test_module_defaults_equal_function_defaults():
+    """Every argument of ``GatedCRFLoss`` that ``gated_crf_loss`` also takes has the function's default."""
+    import inspect
+
+    function = inspect.signature(gated_crf_loss).parameters
+    module = inspect.signature(GatedCRFLoss).parameters
+    shared = [k for k in module if k in function]
+    assert len(shared) >= 3
+    assert {k: module[k].default for k in shared} == {k: function[k].default for k in shared}

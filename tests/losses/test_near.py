@@ -165,3 +165,14 @@ def test_errors():
         NeARLoss(3)(logits, torch.tensor([[0, 1, 1]]))
     with pytest.raises(ValueError, match="`lambda_dice` and `lambda_latent` must be >= 0"):
         NeARLoss(2, lambda_dice=-1)
+
+
+def test_module_defaults_equal_function_defaults():
+    """Every argument of ``NeARLoss`` that ``near_loss_terms`` also takes has the function's default."""
+    import inspect
+
+    function = inspect.signature(near_loss_terms).parameters
+    module = inspect.signature(NeARLoss).parameters
+    shared = [k for k in module if k in function]
+    assert len(shared) >= 3
+    assert {k: module[k].default for k in shared} == {k: function[k].default for k in shared}

@@ -105,3 +105,14 @@ def test_errors():
         variance_minimization_loss(torch.rand(1, 2, 4, 4), torch.rand(1, 1, 4, 4), mask=torch.ones(1, 4, 4))
     with pytest.raises(TypeError, match="`image` must be a torch.Tensor"):
         VarianceMinimizationLoss()(torch.rand(1, 2, 4, 4), [[0.0]])
+
+
+def test_module_defaults_equal_function_defaults():
+    """Every argument of ``VarianceMinimizationLoss`` that ``variance_minimization_loss`` also takes has the function's default."""
+    import inspect
+
+    function = inspect.signature(variance_minimization_loss).parameters
+    module = inspect.signature(VarianceMinimizationLoss).parameters
+    shared = [k for k in module if k in function]
+    assert len(shared) >= 3
+    assert {k: module[k].default for k in shared} == {k: function[k].default for k in shared}
