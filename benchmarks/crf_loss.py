@@ -117,6 +117,7 @@ def ours_loss(logits, image, form, factor):
         radius=RADIUS,
         downsample_factor=factor,
         spatial_dims=form,
+        softmax=True,
     )
     return loss_fn(logits, image, spacing=SPACING)
 

@@ -20,7 +20,7 @@ Target: low-memory peak <= 4 GB.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/multiorgan.py fit [--epochs 300] [--network unet3d] [--out /tmp/mo_fit]
+    .venv/bin/python benchmarks/multiorgan.py fit [--epochs 300] [--network unet] [--out /tmp/mo_fit]
     .venv/bin/python benchmarks/multiorgan.py fit --smoke           # a few epochs: checks the pipeline only
     .venv/bin/python benchmarks/multiorgan.py memory [--shape 512 512 300] [--classes 41] [--standard-shape 256 256 150]
 """
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fit", help="fit-to-one-case training on the real CT")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--val-interval", type=int, default=25)
-    p.add_argument("--network", default="unet3d", choices=["unet3d", "attention_unet3d", "unet2d"])
+    p.add_argument("--network", default="unet", choices=["unet", "attention_unet", "unet2d", "unet2.5d"])
     p.add_argument("--formulation", default="multiclass", choices=["multiclass", "multilabel"])
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--structures", default="present", choices=["present", "five"],

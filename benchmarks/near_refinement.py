@@ -163,7 +163,7 @@ def train_near(cases, args, workdir: Path):
     net = ImplicitRefiner(num_cases=len(cases), out_channels=k, grid_sizes=(4, 8), grid_channels=(64, 32),
                          hidden_channels=(256, 256, 128))
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
-    loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
+    loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, class_weight_cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
     trainer = create_autodecoder_trainer(
         net, cases, loss_function=loss, lr=1e-2, max_epochs=args.epochs, batch_size=args.batch_size,
         train_resolution=args.train_resolution, num_points=args.num_points, seed=args.seed,
@@ -180,12 +180,12 @@ def train_near(cases, args, workdir: Path):
     return net, model, seconds
 
 
-def refine(net, model, cases, out_dir: Path, mode: str, args) -> list[np.ndarray]:
+def refine(net, model, cases, out_dir: Path, refine_mode: str, args) -> list[np.ndarray]:
     """Refine with the trained model; inductive fitting uses the training loss recorded in model.json."""
     from medrefine.io import load_label
     from medrefine.workflows.near import refine_cases
 
-    written = refine_cases(net, cases, out_dir, mode=mode, model=model, fit_steps=args.fit_steps,
+    written = refine_cases(net, cases, out_dir, refine_mode=refine_mode, model=model, fit_steps=args.fit_steps,
                            fit_resolution=args.train_resolution, fit_num_points=args.num_points)
     return [load_label(w["refined"]).array for w in written]
 

@@ -216,7 +216,7 @@ class AutoDecoderTrainer(Trainer):
         self.num_cases = num_cases
         self.num_classes = num_classes
         if loss_function is None:
-            weights = inverse_frequency_weights(self.labels, self.num_classes, cap=50.0)
+            weights = inverse_frequency_weights(self.labels, self.num_classes, class_weight_cap=50.0)
             loss_function = NeARLoss(self.num_classes, class_weights=weights)
         self.loss_function = loss_function.to(device) if isinstance(loss_function, nn.Module) else loss_function
         if train_handlers is not None:

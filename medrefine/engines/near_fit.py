@@ -113,7 +113,7 @@ def fit_latent(
             )
 
     if loss_function is None:
-        weights = inverse_frequency_weights(label, network.out_channels, cap=50.0)
+        weights = inverse_frequency_weights(label, network.out_channels, class_weight_cap=50.0)
         loss_function = NeARLoss(network.out_channels, class_weights=weights).to(device)
 
     if init == "mean":

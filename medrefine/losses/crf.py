@@ -80,6 +80,23 @@ def _per_axis_int(value: int | Sequence[int], ndim: int, name: str) -> tuple[int
     return values
 
 
+def _check_radius(radius: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    radii = _per_axis_int(radius, ndim, "radius")
+    if not any(r > 0 for r in radii):
+        raise InputError(f"`radius` must be > 0 on at least one axis, got {radius!r}")
+    return radii
+
+
+def _check_downsample_factor(downsample_factor: float | Sequence[float], ndim: int) -> tuple[float, ...]:
+    if isinstance(downsample_factor, (int, float)):
+        factors: tuple = (downsample_factor,) * ndim
+    else:
+        factors = tuple(downsample_factor) if isinstance(downsample_factor, (list, tuple)) else ()
+    if len(factors) != ndim or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f < 1 for f in factors):
+        raise InputError(f"`downsample_factor` must be a number >= 1 or {ndim} such numbers, got {downsample_factor!r}")
+    return tuple(float(f) for f in factors)
+
+
 def _per_kernel(value, count: int, name: str, allow_none: bool) -> tuple[float | None, ...]:
     if value is None or isinstance(value, (int, float)):
         values = (value,) * count
@@ -332,18 +349,30 @@ def gated_crf_loss(
     source_mask: torch.Tensor | None = None,
     destination_mask: torch.Tensor | None = None,
     spatial_dims: int | str = 3,
+    downsample_factor: float | Sequence[float] = 1,
+    softmax: bool = False,
 ) -> torch.Tensor:
-    """Gated CRF loss with a Potts compatibility, at the resolution of ``probs``.
+    """Gated CRF loss with a Potts compatibility, optionally on a down-sampled copy.
 
-    Obukhov et al. 2019 (gated CRF loss); Zhai et al., PA-Seg, IEEE TMI 2023 (multi-view form).
-    See the module docstring for the formula and the normalisation. The image, the spacing and
-    the masks are constants: gradients flow to ``probs`` only.
+    Obukhov et al. 2019 (gated CRF loss); Zhai et al., PA-Seg, IEEE TMI 2023 (multi-view form and
+    the down-sampled copy of its contextual regulariser). See the module docstring for the formula
+    and the normalisation. The image, the spacing and the masks are constants: gradients flow to
+    ``probs`` only.
+
+    With ``downsample_factor`` > 1, ``probs``, the image and the masks are first area-averaged to
+    ``round(spatial / downsample_factor)`` voxels (:func:`downsample_for_crf`; the spacing grows
+    accordingly, a mask keeps only the cells wholly inside it), and ``radius`` counts voxels of
+    that grid. With ``softmax``, ``probs`` holds logits and the softmax over channels is applied
+    (after down-sampling, as PA-Seg).
 
     Args:
-        probs: class probabilities (B, C, *spatial), e.g. ``softmax(logits, 1)``; 2 or 3 spatial axes.
+        probs: class probabilities (B, C, *spatial), e.g. ``softmax(logits, 1)``, or logits with
+            ``softmax=True``; 2 or 3 spatial axes.
         image: intensities (B, C_img, *spatial) on the same grid (normalised, e.g. z-scored,
             so that ``sigma_intensity`` is meaningful).
-        spacing: voxel size in mm, ``spatial`` values or a (B, n_spatial) tensor. Default 1.0.
+        spacing: voxel size in mm of the input grid, ``spatial`` values or a (B, n_spatial)
+            tensor. Default None: the affine of ``image`` when it is a batched MONAI MetaTensor,
+            else 1.0.
         radius: neighbourhood half-width in voxels, an int or one int per axis (>= 0, at least
             one > 0 on the axes used). Default 5.
         sigma_position_mm: std of the position Gaussian in mm, per kernel; ``None`` drops the
@@ -358,12 +387,16 @@ def gated_crf_loss(
             normaliser ``sum(destination_mask)``. Default None (all; normaliser ``B * N``).
         spatial_dims: 2 (B, C, H, W), 3 (B, C, D, H, W), or ``"multiview2d"`` (3D input,
             in-plane neighbourhoods of the slices along each axis, averaged). Default 3.
+        downsample_factor: number >= 1 or one per spatial axis. Default 1 (the loss at the
+            resolution of ``probs``).
+        softmax: apply softmax over channels to ``probs`` (then logits). Default False.
 
     Returns:
-        A scalar tensor (dtype of ``probs``).
+        A scalar tensor (dtype of ``probs``; float32 at least after down-sampling).
 
     Raises:
-        InputError (a ValueError): on shape mismatches, a bad radius, spacing, sigma or ``spatial_dims``.
+        InputError (a ValueError): on shape mismatches, a bad radius, spacing, sigma,
+            ``downsample_factor`` or ``spatial_dims``.
         TypeError: when ``probs``/``image``/masks are not tensors.
 
     Example:
@@ -389,18 +422,31 @@ def gated_crf_loss(
             f"`image` must have shape (B, C_img, *spatial) = ({batch}, C_img, {', '.join(map(str, spatial))}) "
             f"like `probs`, got {tuple(image.shape)}"
         )
-    radii = _per_axis_int(radius, ndim, "radius")
+    radii = _check_radius(radius, ndim)
     multiview = spatial_dims == "multiview2d"
-    if not any(r > 0 for r in radii):
-        raise InputError(f"`radius` must be > 0 on at least one axis, got {radius!r}")
     w, s_pos, s_int = _kernel_params(weights, sigma_position_mm, sigma_intensity)
+    factors = _check_downsample_factor(downsample_factor, ndim)
     source_mask = _check_mask(source_mask, "source_mask", batch, spatial)
     destination_mask = _check_mask(destination_mask, "destination_mask", batch, spatial)
-
-    probs = _plain(probs)
-    dtype = probs.dtype
-    image = _plain(image).detach().to(dtype)
+    if spacing is None:
+        spacing = _spacing_from_meta(image, ndim)
     spacing_t = _spacing_tensor(spacing, batch, ndim, probs.device)
+
+    probs, image = _plain(probs), _plain(image).detach()
+    size = tuple(max(1, int(round(s / f))) for s, f in zip(spatial, factors))
+    if size != spatial:
+        cell = torch.tensor([s / o for s, o in zip(spatial, size)], dtype=torch.float64, device=probs.device)
+        spacing_t = spacing_t * cell  # spacing of the down-sampled grid
+        probs, image = downsample_for_crf(probs, size), downsample_for_crf(image, size)
+        source_mask, destination_mask = (
+            None if m is None else downsample_for_crf(_plain(m).detach().float(), size, mask=True)
+            for m in (source_mask, destination_mask)
+        )
+        spatial = size
+    if softmax:
+        probs = torch.softmax(probs, dim=1)
+    dtype = probs.dtype
+    image = image.to(dtype)
     if source_mask is not None:
         source_mask = _plain(source_mask).detach().to(dtype)
     if destination_mask is not None:
@@ -431,11 +477,13 @@ def downsample_for_crf(
 
 
 class GatedCRFLoss(nn.Module):
-    """Gated CRF loss on a down-sampled copy of the prediction (PA-Seg's contextual regulariser).
+    """Module form of :func:`gated_crf_loss` (PA-Seg's contextual regulariser): the same defaults.
 
-    Obukhov et al. 2019; Zhai et al., PA-Seg, IEEE TMI 2023. The logits (or probabilities), the
-    image and the masks are area-averaged to ``round(spatial / downsample_factor)`` voxels (the spacing
-    grows accordingly), softmax is applied, and :func:`gated_crf_loss` is evaluated.
+    Obukhov et al. 2019; Zhai et al., PA-Seg, IEEE TMI 2023. Holds the arguments of
+    :func:`gated_crf_loss` and evaluates it: ``GatedCRFLoss(**kwargs)(probs, image)`` equals
+    ``gated_crf_loss(probs, image, **kwargs)``. PA-Seg's form (softmax of the logits on a copy
+    down-sampled by 2) is ``GatedCRFLoss(downsample_factor=2, softmax=True)``, which is what
+    :class:`~medrefine.losses.PointSupervisionLoss` builds.
 
     Args:
         weights: weight of each kernel. Default 1.0.
@@ -443,15 +491,16 @@ class GatedCRFLoss(nn.Module):
             term). Default 6.0.
         sigma_intensity: std of the intensity Gaussian per kernel (``None``: position-only
             kernel). Default 0.1 (PA-Seg, on z-scored images).
-        radius: neighbourhood half-width in voxels of the down-sampled grid, int or per axis.
+        radius: neighbourhood half-width in voxels (of the down-sampled grid), int or per axis.
             Default 5.
-        downsample_factor: int or one value per axis (>= 1). Default 2.
+        downsample_factor: int or one value per axis (>= 1). Default 1 (no down-sampling; wave 1's
+            module defaulted to 2).
         spatial_dims: 2, 3 or ``"multiview2d"``. Default 3.
         spacing: voxel size in mm of the *input* grid, used when neither ``forward`` receives one
             nor ``image`` is a batched MONAI MetaTensor (whose affine then gives it). Default None
             (1.0 mm).
-        softmax: apply softmax over channels (input are logits). Default True; False when the
-            input already holds probabilities.
+        softmax: apply softmax over channels (the input are logits). Default False (the input are
+            probabilities, as for the function; wave 1's module defaulted to True).
 
     Raises:
         InputError (a ValueError): on a bad radius, kernel, factor, spacing or ``spatial_dims``
@@ -459,7 +508,7 @@ class GatedCRFLoss(nn.Module):
         TypeError: when ``input`` or ``image`` is not a tensor.
 
     Example:
-        >>> loss_fn = GatedCRFLoss(radius=5, downsample_factor=(1, 2, 2), spatial_dims="multiview2d")
+        >>> loss_fn = GatedCRFLoss(radius=5, downsample_factor=(1, 2, 2), spatial_dims="multiview2d", softmax=True)
         >>> logits = torch.randn(1, 2, 16, 32, 32, requires_grad=True)
         >>> loss = loss_fn(logits, torch.randn(1, 1, 16, 32, 32), spacing=(3.0, 0.5, 0.5))
     """
@@ -470,29 +519,19 @@ class GatedCRFLoss(nn.Module):
         sigma_position_mm: float | Sequence[float | None] | None = 6.0,
         sigma_intensity: float | Sequence[float | None] | None = 0.1,
         radius: int | Sequence[int] = 5,
-        downsample_factor: float | Sequence[float] = 2,
+        downsample_factor: float | Sequence[float] = 1,
         spatial_dims: int | str = 3,
         spacing: Sequence[float] | None = None,
-        softmax: bool = True,
+        softmax: bool = False,
     ) -> None:
         super().__init__()
         ndim = _check_spatial_dims(spatial_dims)
         self.spatial_dims = spatial_dims
-        self.radius = _per_axis_int(radius, ndim, "radius")
-        if not any(r > 0 for r in self.radius):
-            raise InputError(f"`radius` must be > 0 on at least one axis, got {radius!r}")
+        self.radius = _check_radius(radius, ndim)
         self.weights, self.sigma_position_mm, self.sigma_intensity = _kernel_params(
             weights, sigma_position_mm, sigma_intensity
         )
-        if isinstance(downsample_factor, (int, float)):
-            factors: tuple = (downsample_factor,) * ndim
-        else:
-            factors = tuple(downsample_factor) if isinstance(downsample_factor, (list, tuple)) else ()
-        if len(factors) != ndim or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f < 1 for f in factors):
-            raise InputError(
-                f"`downsample_factor` must be a number >= 1 or {ndim} such numbers, got {downsample_factor!r}"
-            )
-        self.downsample_factor = tuple(float(f) for f in factors)
+        self.downsample_factor = _check_downsample_factor(downsample_factor, ndim)
         if spacing is not None:
             _spacing_tensor(spacing, 1, ndim, torch.device("cpu"))  # validate early
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
@@ -507,50 +546,24 @@ class GatedCRFLoss(nn.Module):
         destination_mask: torch.Tensor | None = None,
         spacing: Sequence[float] | torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Return the loss for logits ``input`` (B, C, *spatial) and ``image`` (B, C_img, *spatial).
+        """Return the loss for ``input`` (B, C, *spatial; logits with ``softmax``) and ``image`` (B, C_img, *spatial).
 
         Masks are (B, 1, *spatial) on the input grid; ``spacing`` (mm, of the input grid)
         overrides the MetaTensor affine and the constructor's value.
         """
-        for name, value in (("input", input), ("image", image)):
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}")
-        if input.ndim != self._ndim + 2:
-            raise InputError(
-                f"`input` must have shape (B, C, *spatial) with {self._ndim} spatial axes, got {tuple(input.shape)}"
-            )
-        same_grid = image.ndim == input.ndim and tuple(image.shape[2:]) == tuple(input.shape[2:])
-        if image.shape[0] != input.shape[0] or not same_grid:
-            raise InputError(
-                f"`image` must have shape (B, C_img, *spatial) matching `input` {tuple(input.shape)}, "
-                f"got {tuple(image.shape)}"
-            )
-        batch, spatial = input.shape[0], tuple(input.shape[2:])
-        if spacing is None:
-            spacing = _spacing_from_meta(image, self._ndim)
-        if spacing is None:
+        if spacing is None and _spacing_from_meta(image, self._ndim) is None:
             spacing = self.spacing
-        spacing_t = _spacing_tensor(spacing, batch, self._ndim, input.device)
-        size = tuple(max(1, int(round(s / f))) for s, f in zip(spatial, self.downsample_factor))
-        cell = torch.tensor([s / o for s, o in zip(spatial, size)], dtype=torch.float64, device=input.device)
-        spacing_t = spacing_t * cell  # spacing of the down-sampled grid
-
-        logits = downsample_for_crf(_plain(input), size)
-        probs = torch.softmax(logits, dim=1) if self.softmax else logits
-        small_image = downsample_for_crf(_plain(image).detach(), size)
-        masks = []
-        for name, mask in (("source_mask", source_mask), ("destination_mask", destination_mask)):
-            mask = _check_mask(mask, name, batch, spatial)
-            masks.append(None if mask is None else downsample_for_crf(_plain(mask).detach().float(), size, mask=True))
         return gated_crf_loss(
-            probs,
-            small_image,
-            spacing=spacing_t,
+            input,
+            image,
+            spacing=spacing,
             radius=self.radius,
             sigma_position_mm=self.sigma_position_mm,
             sigma_intensity=self.sigma_intensity,
             weights=self.weights,
-            source_mask=masks[0],
-            destination_mask=masks[1],
+            source_mask=source_mask,
+            destination_mask=destination_mask,
             spatial_dims=self.spatial_dims,
+            downsample_factor=self.downsample_factor,
+            softmax=self.softmax,
         )

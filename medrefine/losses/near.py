@@ -14,7 +14,9 @@ batch=True)`` (a test checks the agreement).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,32 +27,46 @@ from medrefine.errors import did_you_mean
 __all__ = ["NeARLoss", "inverse_frequency_weights", "near_loss", "near_loss_terms", "soft_dice_loss"]
 
 _WEIGHT_MODES = ("inverse_frequency",)
+_UNSET: Any = object()
 
 
-def inverse_frequency_weights(labels: torch.Tensor, num_classes: int, cap: float | None = 50.0) -> torch.Tensor:
+def _renamed(old_name: str, old_value: Any, new_name: str, new_value: Any) -> Any:
+    """``new_value``, or ``old_value`` (with a DeprecationWarning) when the old keyword was given."""
+    if old_value is _UNSET:
+        return new_value
+    warnings.warn(f"`{old_name}` is deprecated; use `{new_name}` (the same setting)", DeprecationWarning, stacklevel=3)
+    return old_value
+
+
+def inverse_frequency_weights(
+    labels: torch.Tensor, num_classes: int, class_weight_cap: float | None = 50.0, *, cap: float | None = _UNSET
+) -> torch.Tensor:
     """Class weights ``max_k(count_k) / count_c``, capped: the most frequent class gets 1.
 
-    Classes absent from ``labels`` get ``cap`` (they contribute no CE term anyway).
+    Classes absent from ``labels`` get ``class_weight_cap`` (they contribute no CE term anyway).
 
     Args:
         labels: integer tensor of any shape with values in ``[0, num_classes)``.
         num_classes: number of classes ``K``.
-        cap: upper bound of a weight; None for no bound (absent classes then get 1). Defaults to 50.
+        class_weight_cap: upper bound of a weight; None for no bound (absent classes then get 1).
+            Defaults to 50.
+        cap: deprecated name of ``class_weight_cap``.
 
     Returns:
         ``(K,)`` float32 weights on the device of ``labels``.
 
     Raises:
-        ValueError: for ``num_classes < 1``, ``cap <= 0`` or labels outside ``[0, num_classes)``.
+        ValueError: for ``num_classes < 1``, ``class_weight_cap <= 0`` or labels outside ``[0, num_classes)``.
 
     Example:
-        >>> inverse_frequency_weights(torch.tensor([0, 0, 0, 0, 1, 1, 2]), 4, cap=3.0).tolist()
+        >>> inverse_frequency_weights(torch.tensor([0, 0, 0, 0, 1, 1, 2]), 4, class_weight_cap=3.0).tolist()
         [1.0, 2.0, 3.0, 3.0]
     """
+    cap = _renamed("cap", cap, "class_weight_cap", class_weight_cap)
     if int(num_classes) < 1:
         raise ValueError(f"`num_classes` must be >= 1, got {num_classes}")
     if cap is not None and cap <= 0:
-        raise ValueError(f"`cap` must be > 0 or None, got {cap}")
+        raise ValueError(f"`class_weight_cap` must be > 0 or None, got {cap}")
     flat = torch.as_tensor(labels).reshape(-1).long()
     if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_classes):
         raise ValueError(
@@ -125,7 +141,7 @@ def _resolve_weights(
     class_weights: str | Sequence[float] | torch.Tensor | None,
     target: torch.Tensor,
     num_classes: int,
-    weight_cap: float | None,
+    class_weight_cap: float | None,
     device: torch.device,
 ) -> torch.Tensor | None:
     if class_weights is None:
@@ -136,7 +152,7 @@ def _resolve_weights(
                 f"`class_weights` must be None, 'inverse_frequency' or K numbers, got {class_weights!r}."
                 f"{did_you_mean(class_weights, _WEIGHT_MODES)}"
             )
-        return inverse_frequency_weights(target, num_classes, weight_cap).to(device)
+        return inverse_frequency_weights(target, num_classes, class_weight_cap).to(device)
     weights = torch.as_tensor(class_weights, dtype=torch.float32, device=device).reshape(-1)
     if weights.numel() != num_classes:
         raise ValueError(f"`class_weights` must have {num_classes} values (one per class), got {weights.numel()}")
@@ -149,12 +165,13 @@ def near_loss_terms(
     latent: torch.Tensor | None = None,
     *,
     class_weights: str | Sequence[float] | torch.Tensor | None = None,
-    weight_cap: float | None = 50.0,
+    class_weight_cap: float | None = 50.0,
     lambda_dice: float = 0.2,
     lambda_latent: float = 1e-2,
     include_background: bool = True,
     smooth_nr: float = 1e-5,
     smooth_dr: float = 1e-5,
+    weight_cap: float | None = _UNSET,
 ) -> dict[str, torch.Tensor]:
     """The NeAR loss and its parts.
 
@@ -164,12 +181,13 @@ def near_loss_terms(
         latent: ``(B, L)`` codes of the batch, or None to skip the latent term.
         class_weights: None (unweighted CE), ``"inverse_frequency"`` (from this batch's ``target``,
             see :func:`inverse_frequency_weights`), or K numbers.
-        weight_cap: cap of the inverse-frequency weights. Defaults to 50.
+        class_weight_cap: cap of the inverse-frequency weights. Defaults to 50.
         lambda_dice: weight of the soft Dice term. Defaults to 0.2.
         lambda_latent: weight of ``mean_b ||z_b||_2^2``. Defaults to 1e-2.
         include_background: keep class 0 in the Dice mean. Defaults to True.
         smooth_nr: Dice numerator smoothing. Defaults to 1e-5.
         smooth_dr: Dice denominator smoothing. Defaults to 1e-5.
+        weight_cap: deprecated name of ``class_weight_cap``.
 
     Returns:
         dict with scalar tensors ``"loss"``, ``"ce"``, ``"dice"``, ``"latent"`` (unweighted parts).
@@ -177,13 +195,14 @@ def near_loss_terms(
     Raises:
         ValueError: for mismatching shapes, targets outside ``[0, K)`` or bad ``class_weights``.
     """
+    class_weight_cap = _renamed("weight_cap", weight_cap, "class_weight_cap", class_weight_cap)
     logits_bkn, target_bn = _check_logits_target(logits, target)
     k = logits_bkn.shape[1]
     if target_bn.numel() and (int(target_bn.min()) < 0 or int(target_bn.max()) >= k):
         raise ValueError(
             f"`target` must lie in [0, {k}) for {k} classes, got values in [{int(target_bn.min())}, {int(target_bn.max())}]"
         )
-    weights = _resolve_weights(class_weights, target_bn, k, weight_cap, logits_bkn.device)
+    weights = _resolve_weights(class_weights, target_bn, k, class_weight_cap, logits_bkn.device)
     ce = F.cross_entropy(logits_bkn.float(), target_bn, weight=weights)
     dice = soft_dice_loss(
         logits_bkn, target_bn, include_background=include_background, smooth_nr=smooth_nr, smooth_dr=smooth_dr
@@ -222,17 +241,18 @@ class NeARLoss(nn.Module):
     Yang et al., MICCAI 2022 (arXiv:2206.15328); MultiNeAR's multi-class weighting. With
     ``class_weights="inverse_frequency"`` the weights are computed from each batch's target (the
     module holds no state); to fix them for a whole data set pass
-    ``inverse_frequency_weights(all_labels, K, cap)`` instead.
+    ``inverse_frequency_weights(all_labels, K, class_weight_cap)`` instead.
 
     Args:
         num_classes: number of classes ``K``.
         class_weights: None, ``"inverse_frequency"`` or K numbers. Defaults to None.
-        weight_cap: cap of inverse-frequency weights. Defaults to 50.
+        class_weight_cap: cap of inverse-frequency weights. Defaults to 50.
         lambda_dice: Dice weight. Defaults to 0.2.
         lambda_latent: latent L2 weight. Defaults to 1e-2.
         include_background: keep class 0 in the Dice mean. Defaults to True.
         smooth_nr: Dice numerator smoothing. Defaults to 1e-5.
         smooth_dr: Dice denominator smoothing. Defaults to 1e-5.
+        weight_cap: deprecated name of ``class_weight_cap``.
 
     Raises:
         ValueError: for ``num_classes < 2``, negative lambdas, or bad ``class_weights``.
@@ -247,20 +267,22 @@ class NeARLoss(nn.Module):
         self,
         num_classes: int,
         class_weights: str | Sequence[float] | torch.Tensor | None = None,
-        weight_cap: float | None = 50.0,
+        class_weight_cap: float | None = 50.0,
         lambda_dice: float = 0.2,
         lambda_latent: float = 1e-2,
         include_background: bool = True,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
+        weight_cap: float | None = _UNSET,
     ) -> None:
         super().__init__()
+        class_weight_cap = _renamed("weight_cap", weight_cap, "class_weight_cap", class_weight_cap)
         if int(num_classes) < 2:
             raise ValueError(f"`num_classes` must be >= 2, got {num_classes}")
         if lambda_dice < 0 or lambda_latent < 0:
             raise ValueError(f"`lambda_dice` and `lambda_latent` must be >= 0, got {lambda_dice} and {lambda_latent}")
-        if weight_cap is not None and weight_cap <= 0:
-            raise ValueError(f"`weight_cap` must be > 0 or None, got {weight_cap}")
+        if class_weight_cap is not None and class_weight_cap <= 0:
+            raise ValueError(f"`class_weight_cap` must be > 0 or None, got {class_weight_cap}")
         self.num_classes = int(num_classes)
         self.weight_mode: str | None = None
         if isinstance(class_weights, str):
@@ -280,7 +302,7 @@ class NeARLoss(nn.Module):
                     f"`class_weights` must be {num_classes} non-negative numbers, got {w.tolist()}"
                 )
             self.register_buffer("class_weights", w)
-        self.weight_cap = weight_cap
+        self.class_weight_cap = class_weight_cap
         self.lambda_dice = float(lambda_dice)
         self.lambda_latent = float(lambda_latent)
         self.include_background = bool(include_background)
@@ -299,7 +321,7 @@ class NeARLoss(nn.Module):
             target,
             latent,
             class_weights=self.weight_mode if self.weight_mode else self.class_weights,
-            weight_cap=self.weight_cap,
+            class_weight_cap=self.class_weight_cap,
             lambda_dice=self.lambda_dice,
             lambda_latent=self.lambda_latent,
             include_background=self.include_background,

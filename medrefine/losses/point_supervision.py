@@ -6,8 +6,8 @@ Zhai et al., PA-Seg (IEEE TMI 2023), stage 1::
 
 with ``L_seed`` partial cross-entropy + partial Dice on the labeled voxels of the expanded seeds
 (:class:`~medrefine.losses.PartialCEDiceLoss`), ``L_crf`` the multi-view gated CRF loss on a
-down-sampled copy (:class:`~medrefine.losses.GatedCRFLoss`), ``L_var`` the variance-minimisation
-loss (:class:`~medrefine.losses.VarianceMinimizationLoss`) and ``rampup`` the sigmoid ramp-up
+down-sampled copy (:class:`~medrefine.losses.GatedCRFLoss` with ``softmax=True``), ``L_var`` the
+variance-minimisation loss (:class:`~medrefine.losses.VarianceMinimizationLoss` with ``softmax=True``) and ``rampup`` the sigmoid ramp-up
 (:func:`~medrefine.losses.sigmoid_rampup`) over the first ``rampup_epochs`` epochs.
 
 Both regularisers need the image, which MONAI's :class:`~monai.engines.SupervisedTrainer` does
@@ -106,9 +106,9 @@ class PointSupervisionLoss(nn.Module):
         self.seed_loss = PartialCEDiceLoss(lambda_ce=lambda_ce, lambda_dice=lambda_dice, ignore_index=ignore_index)
         self.crf = GatedCRFLoss(
             sigma_position_mm=crf_sigma_position_mm, sigma_intensity=crf_sigma_intensity, radius=crf_radius,
-            downsample_factor=crf_downsample, spatial_dims=crf_spatial_dims, spacing=spacing,
+            downsample_factor=crf_downsample, spatial_dims=crf_spatial_dims, spacing=spacing, softmax=True,
         )
-        self.variance = VarianceMinimizationLoss()
+        self.variance = VarianceMinimizationLoss(softmax=True)
         self.weight_crf = float(weight_crf)
         self.weight_variance = float(weight_variance)
         self.rampup_epochs = float(rampup_epochs)

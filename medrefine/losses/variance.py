@@ -34,15 +34,17 @@ def variance_minimization_loss(
     mask: torch.Tensor | None = None,
     include_background: bool = True,
     eps: float = 1e-6,
+    softmax: bool = False,
 ) -> torch.Tensor:
     """Sum over classes of the probability-weighted intensity variance, averaged over the batch.
 
     Args:
-        probs: class probabilities (B, C, *spatial).
+        probs: class probabilities (B, C, *spatial), or logits with ``softmax=True``.
         image: intensities (B, C_img, *spatial) on the same grid.
         mask: optional (B, 1, *spatial) voxel weights (0/1); default None (all voxels).
         include_background: include class 0. Default True (as PA-Seg).
         eps: lower bound of each class's soft volume. Default 1e-6.
+        softmax: apply softmax over channels to ``probs`` (then logits). Default False.
 
     Returns:
         A scalar tensor.
@@ -68,6 +70,8 @@ def variance_minimization_loss(
         )
     if mask is not None and tuple(mask.shape) != (batch, 1, *spatial):
         raise InputError(f"`mask` must have shape (B, 1, *spatial) = {(batch, 1, *spatial)}, got {tuple(mask.shape)}")
+    if softmax:
+        probs = torch.softmax(probs, dim=1)
     if not include_background:
         probs = probs[:, 1:]
     image = image.detach().to(probs.dtype)
@@ -81,28 +85,32 @@ def variance_minimization_loss(
 
 
 class VarianceMinimizationLoss(nn.Module):
-    """Module form of :func:`variance_minimization_loss` taking logits (PA-Seg's VM loss).
+    """Module form of :func:`variance_minimization_loss` (PA-Seg's VM loss): the same defaults.
+
+    ``VarianceMinimizationLoss(**kwargs)(probs, image)`` equals
+    ``variance_minimization_loss(probs, image, **kwargs)``; for logits pass ``softmax=True`` (as
+    :class:`~medrefine.losses.PointSupervisionLoss` does).
 
     Args:
-        softmax: apply softmax over channels to ``input``. Default True.
+        softmax: apply softmax over channels to ``input`` (then logits). Default False (wave 1's
+            module defaulted to True).
         include_background: include class 0. Default True.
         eps: lower bound of each class's soft volume. Default 1e-6.
 
     Example:
-        >>> loss = VarianceMinimizationLoss()(torch.randn(1, 2, 8, 8, 8), torch.randn(1, 1, 8, 8, 8))
+        >>> loss = VarianceMinimizationLoss(softmax=True)(torch.randn(1, 2, 8, 8, 8), torch.randn(1, 1, 8, 8, 8))
     """
 
-    def __init__(self, softmax: bool = True, include_background: bool = True, eps: float = 1e-6) -> None:
+    def __init__(self, softmax: bool = False, include_background: bool = True, eps: float = 1e-6) -> None:
         super().__init__()
         self.softmax = bool(softmax)
         self.include_background = bool(include_background)
         self.eps = float(eps)
 
     def forward(self, input: torch.Tensor, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Return the loss for logits (B, C, *spatial) and image (B, C_img, *spatial)."""
+        """Return the loss for ``input`` (B, C, *spatial; logits with ``softmax``) and image (B, C_img, *spatial)."""
         if not isinstance(input, torch.Tensor):
             raise TypeError(f"`input` must be a torch.Tensor, got {type(input).__name__}")
-        probs = torch.softmax(input, dim=1) if self.softmax else input
         return variance_minimization_loss(
-            probs, image, mask=mask, include_background=self.include_background, eps=self.eps
+            input, image, mask=mask, include_background=self.include_background, eps=self.eps, softmax=self.softmax
         )

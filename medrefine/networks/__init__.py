@@ -2,7 +2,8 @@
 
 - ``ImplicitRefiner``: the NeAR/MultiNeAR auto-decoder (per-case latent code -> feature grids ->
   point MLP); :mod:`medrefine.networks.query_points` defines medrefine's query-point convention;
-- ``build_segmentation_network``: a 2.5D U-Net (MONAI DynUNet), U-Net or Attention U-Net by name.
+- ``build_segmentation_network``: the one factory of segmentation networks by name (MONAI UNet,
+  AttentionUnet, a slice-wise 2D UNet, a 2.5D DynUNet), used by every bundle.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from medrefine.networks.query_points import (
     sample_labels,
     sample_volume,
 )
-from medrefine.networks.segmentation import SEGMENTATION_NETWORKS, build_segmentation_network
+from medrefine.networks.segmentation import (
+    SEGMENTATION_NETWORKS,
+    build_segmentation_network,
+    network_spatial_dims,
+    resolve_network_name,
+)
 
 __all__ = [
     "SEGMENTATION_NETWORKS",
@@ -25,6 +31,8 @@ __all__ = [
     "grid_points",
     "interpolation_matrix",
     "jittered_grid_points",
+    "network_spatial_dims",
+    "resolve_network_name",
     "sample_labels",
     "sample_volume",
 ]

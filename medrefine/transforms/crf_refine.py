@@ -28,19 +28,22 @@ class CRFLabelRefiner:
     """Callable ``refiner(logits, image) -> refined logits`` (see the module docstring).
 
     Args:
-        crf: the CRF energy; its spacing comes from the image's ``MetaTensor`` affine or the loss's
-            ``spacing`` argument.
+        crf: the CRF energy on logits (a :class:`~medrefine.losses.GatedCRFLoss` built with
+            ``softmax=True``); its spacing comes from the image's ``MetaTensor`` affine or the
+            loss's ``spacing`` argument.
         steps: Adam steps. Default 60.
         learning_rate: Adam step size on the logits. Default 0.1.
         unary_weight: weight ``mu`` of the pull towards the input. Default 0.05.
 
     Example:
         >>> refiner = CRFLabelRefiner(GatedCRFLoss(sigma_position_mm=3.0, sigma_intensity=0.5, radius=2,
-        ...                                        downsample_factor=1, spatial_dims="multiview2d"))
+        ...                                        downsample_factor=1, spatial_dims="multiview2d", softmax=True))
         >>> labels = refiner(teacher_logits, image).argmax(1, keepdim=True)
     """
 
     def __init__(self, crf: GatedCRFLoss, steps: int = 60, learning_rate: float = 0.1, unary_weight: float = 0.05) -> None:
+        if isinstance(crf, GatedCRFLoss) and not crf.softmax:
+            raise InputError("`crf` must take logits: a GatedCRFLoss built with softmax=True, got softmax=False")
         if isinstance(steps, bool) or int(steps) < 0:
             raise InputError(f"`steps` must be an integer >= 0, got {steps!r}")
         if not float(learning_rate) > 0:

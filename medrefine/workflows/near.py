@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from medrefine.errors import InputError
+from medrefine.errors import InputError, did_you_mean
 
 __all__ = [
     "load_refinement_cases",
@@ -255,7 +255,7 @@ def refine_cases(
     cases: Sequence[Mapping[str, Any]],
     output_dir: str | Path,
     *,
-    mode: str = "transductive",
+    refine_mode: str = "transductive",
     trained_cases: Sequence[str] | None = None,
     model: Any = None,
     fit_steps: int = 200,
@@ -265,6 +265,7 @@ def refine_cases(
     chunk_size: int = 2**16,
     device: Any = None,
     progress: bool = False,
+    mode: str | None = None,
 ) -> list[dict[str, str]]:
     """Refine every case and write the refined label, the uncertainty and the change map.
 
@@ -278,8 +279,9 @@ def refine_cases(
         network: a trained :class:`~medrefine.networks.ImplicitRefiner`.
         cases: from :func:`load_refinement_cases`.
         output_dir: where the folders above go.
-        mode: ``"transductive"`` (decode a trained case with its own latent; NeAR) or
+        refine_mode: ``"transductive"`` (decode a trained case with its own latent; NeAR) or
             ``"inductive"`` (fit a new latent to each case with the decoder frozen, then decode).
+            The config key of the same name. Default ``"transductive"``.
         trained_cases: case ids in latent order; transductive mode looks each case up there.
             Defaults to ``model.cases``, else to the order of ``cases``.
         model: the model's description (from :func:`load_model`): its case order, and its
@@ -289,12 +291,13 @@ def refine_cases(
         chunk_size: query points per forward pass while decoding (bounds memory).
         device: decoding device; defaults to the network's.
         progress: show a progress bar.
+        mode: deprecated name of ``refine_mode``.
 
     Returns:
         One dict per case with the written paths (``refined``, ``uncertainty``, ``changes``).
 
     Raises:
-        InputError: an unknown mode, or (transductive) a case the model was not trained on.
+        InputError: an unknown ``refine_mode``, or (transductive) a case the model was not trained on.
     """
     import torch
     from tqdm.auto import tqdm
@@ -304,8 +307,14 @@ def refine_cases(
     from medrefine.inferers import decode_volume
     from medrefine.io import atomic_write, load_label, save_nifti
 
+    if mode is not None:
+        import warnings
+
+        warnings.warn("`mode` is deprecated; use `refine_mode` (the same setting)", DeprecationWarning, stacklevel=2)
+        refine_mode = mode
+    mode = refine_mode
     if mode not in _MODES:
-        raise InputError(f"`mode` must be one of {list(_MODES)}, got {mode!r}")
+        raise InputError(f"`refine_mode` must be one of {list(_MODES)}, got {mode!r}." + did_you_mean(str(mode), _MODES))
     output_dir = Path(output_dir)
     if trained_cases is None and model is not None:
         trained_cases = model.cases
@@ -322,7 +331,7 @@ def refine_cases(
             if case not in names:
                 raise InputError(
                     f"case {case}: the model was not trained on it (trained: {len(names)} cases); "
-                    "use mode='inductive' for new cases"
+                    "use refine_mode='inductive' for new cases"
                 )
             code: Any = names.index(case)
         else:

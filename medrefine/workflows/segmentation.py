@@ -10,9 +10,11 @@ config cannot express in one line:
 - :func:`load_cases`: the cases of a cohort (:func:`medrefine.data.cohort.load_cohort`: a
   datalist, image/label folders, TotalSegmentator cases merged once into multi-label maps, ...),
   split into training and validation;
-- :func:`build_network` / :func:`build_inferer`: one config key picks the 3D U-Net, the 3D
-  Attention U-Net (both with Gaussian sliding-window inference) or the 2D U-Net applied slice by
-  slice (:class:`monai.inferers.SliceInferer`);
+- :func:`build_inferer` / :func:`patch_size`: one config key (``network_name``, a name of
+  :func:`medrefine.networks.segmentation.build_segmentation_network`) picks the network and its
+  inference: Gaussian sliding windows for the volumetric networks (``"unet"``,
+  ``"attention_unet"``, ``"unet2.5d"``), slice by slice (:class:`monai.inferers.SliceInferer`)
+  for ``"unet2d"``;
 - :func:`label_to_index` / :func:`label_target` / :func:`build_loss` /
   :func:`validation_postprocessing` / :func:`to_label_map`: label values to channel indices and
   back, and the multi-class (softmax, DiceCE) and multi-label (sigmoid per structure, BCE + Dice)
@@ -33,7 +35,13 @@ import numpy as np
 import torch
 
 from medrefine.errors import InputError
-from medrefine.networks.describe import records_init_args
+from medrefine.networks.segmentation import (
+    DEPRECATED_NETWORK_NAMES,
+    SEGMENTATION_NETWORKS,
+    build_segmentation_network,
+    network_spatial_dims,
+    resolve_network_name,
+)
 
 __all__ = [
     "FORMULATIONS",
@@ -63,7 +71,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NETWORKS = ("unet3d", "attention_unet3d", "unet2d")
+NETWORKS = SEGMENTATION_NETWORKS  # the names of medrefine.networks.segmentation.build_segmentation_network
 FORMULATIONS = ("multiclass", "multilabel")
 
 
@@ -181,39 +189,24 @@ def out_channels(num_classes: int, formulation: str) -> int:
     return int(num_classes) if formulation == "multiclass" else int(num_classes) - 1
 
 
-@records_init_args("medrefine.workflows.segmentation.build_network")
-def build_network(
-    name: str,
-    *,
-    in_channels: int = 1,
-    out_channels: int,
-    channels: Sequence[int] = (16, 32, 64, 128, 256),
-    strides: Sequence[int] | None = None,
-    num_res_units: int = 2,
-    dropout: float = 0.0,
-) -> torch.nn.Module:
-    """The network chosen by one config key.
+def build_network(name: str, **kwargs: Any) -> torch.nn.Module:
+    """Deprecated: :func:`medrefine.networks.segmentation.build_segmentation_network` under the config key's name.
 
-    Args:
-        name: ``"unet3d"`` (:class:`monai.networks.nets.UNet`, 3D), ``"attention_unet3d"``
-            (:class:`monai.networks.nets.AttentionUnet`, 3D) or ``"unet2d"`` (2D U-Net on axial slices).
-        channels: feature channels per level; ``strides`` default 2 between levels.
+    Kept for configs that still name ``medrefine.workflows.segmentation.build_network``; the
+    bundles call the factory directly. ``name`` is checked as the config key ``network_name``.
     """
-    from monai.networks.nets import AttentionUnet, UNet
+    import warnings
 
-    _check_option(name, NETWORKS, "network_name")
-    strides = tuple(strides) if strides is not None else (2,) * (len(channels) - 1)
-    dims = 2 if name == "unet2d" else 3
-    if name == "attention_unet3d":
-        return AttentionUnet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
-                             channels=tuple(channels), strides=strides, dropout=dropout)
-    return UNet(spatial_dims=dims, in_channels=in_channels, out_channels=out_channels, channels=tuple(channels),
-                strides=strides, num_res_units=num_res_units, dropout=dropout)
+    warnings.warn("medrefine.workflows.segmentation.build_network is deprecated; use "
+                  "medrefine.networks.segmentation.build_segmentation_network", DeprecationWarning, stacklevel=2)
+    _check_option(name, NETWORKS + tuple(DEPRECATED_NETWORK_NAMES), "network_name")
+    return build_segmentation_network(resolve_network_name(name, "network_name"), **kwargs)
 
 
 def spatial_dims(name: str) -> int:
-    """2 for the slice-wise network, 3 otherwise."""
-    return 2 if _check_option(name, NETWORKS, "network_name") == "unet2d" else 3
+    """2 for the slice-wise network (``"unet2d"``), 3 otherwise."""
+    _check_option(name, NETWORKS + tuple(DEPRECATED_NETWORK_NAMES), "network_name")
+    return network_spatial_dims(resolve_network_name(name, "network_name"))
 
 
 def patch_size(name: str, roi_size: Sequence[int]) -> list[int]:
@@ -224,7 +217,7 @@ def patch_size(name: str, roi_size: Sequence[int]) -> list[int]:
 
 def build_inferer(name: str, *, roi_size: Sequence[int], sw_batch_size: int = 4, overlap: float = 0.25,
                   mode: str = "gaussian", progress: bool = False, low_memory: bool = False):
-    """Gaussian sliding-window inference for the 3D networks, slice by slice for ``unet2d``.
+    """Gaussian sliding-window inference for the volumetric networks, slice by slice for ``"unet2d"``.
 
     With ``low_memory`` (3D networks), :class:`medrefine.inferers.slab.SlabSlidingWindowInferer`:
     the same windows and weights, but the argmax is written slab by slab and the inferer returns

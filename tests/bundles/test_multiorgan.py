@@ -14,6 +14,7 @@ import torch
 
 from medrefine.bundle import find_bundle, run_workflow
 from medrefine.workflows import segmentation as seg
+from medrefine.networks import build_segmentation_network
 
 BUNDLE = find_bundle("multiorgan_ct_segmentation")
 
@@ -39,7 +40,7 @@ def _copy_bundle(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("network_name, formulation", [("unet2d", "multiclass"), ("attention_unet3d", "multilabel")])
+@pytest.mark.parametrize("network_name, formulation", [("unet2d", "multiclass"), ("attention_unet", "multilabel")])
 def test_variant_trains_and_infers(cohort, tmp_path, network_name, formulation):
     root = _copy_bundle(tmp_path)
     keys = {"network_name": network_name, "formulation": formulation}
@@ -79,12 +80,12 @@ def test_inference_restores_original_geometry_of_non_ras_input(tmp_path):
     root = _copy_bundle(tmp_path)
     (root / "models").mkdir()
     smoke = json.loads((root / "configs" / "smoke.json").read_text())
-    net = seg.build_network("unet3d", out_channels=3, channels=smoke["channels"], num_res_units=smoke["num_res_units"])
+    net = build_segmentation_network("unet", out_channels=3, channels=smoke["channels"], num_res_units=smoke["num_res_units"])
     from medrefine.workflows.models import save_model
 
     save_model(net, root / "models", classes={0: "background", 1: "liver", 2: "spleen"},
                preprocessing={"pixdim": [1.5, 1.5, 1.5], "hu_window": [-500.0, 500.0], "roi_size": smoke["roi_size"]},
-               extra={"formulation": "multiclass", "network_name": "unet3d"})
+               extra={"formulation": "multiclass", "network_name": "unet"})
     for low_memory in (False, True):
         _run(root, "inference", data / "images", pixdim=[1.5, 1.5, 1.5], hu_window=[-500.0, 500.0],
              low_memory=low_memory, output_dir=str(root / f"inference_{low_memory}"))

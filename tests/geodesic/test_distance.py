@@ -380,3 +380,25 @@ def test_module_validates_arguments():
         GeodesicDistance(spacing=(1.0, 1.0), spatial_dims=3)
     with pytest.raises(ValueError, match=r"`spatial_dims` must be 2, 3 or None, got 4"):
         GeodesicDistance(spatial_dims=4)
+
+
+def test_module():
+    """``GeodesicDistance()(image, seeds)`` is ``generalised_geodesic_distance(image, seeds)``: same defaults."""
+    import inspect
+
+    function = inspect.signature(generalised_geodesic_distance).parameters
+    module = inspect.signature(GeodesicDistance).parameters
+    assert {k: p.default for k, p in module.items()} == {k: function[k].default for k in module}
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 1, 6, 9, 10, generator=gen, dtype=torch.float64)
+    seeds = torch.zeros(2, 1, 6, 9, 10)
+    seeds[0, 0, 3, 4, 5] = seeds[1, 0, 0, 0, 0] = 1
+    torch.testing.assert_close(GeodesicDistance()(image, seeds), generalised_geodesic_distance(image, seeds), rtol=0, atol=0)
+    kwargs = dict(spacing=(3.0, 1.0, 0.5), lambda_geodesic=0.7, num_passes=3, neighbourhood_radius=2, spatial_dims=3)
+    torch.testing.assert_close(GeodesicDistance(**kwargs)(image, seeds),
+                               generalised_geodesic_distance(image, seeds, **kwargs), rtol=0, atol=0)
+    image_2d, seeds_2d = image[:, :, 0], seeds[:, :, 3].clone()
+    seeds_2d[1, 0, 8, 9] = 1
+    kwargs_2d = dict(spacing=(2.0, 1.0), lambda_geodesic=0.0, neighbourhood_radius=3)
+    torch.testing.assert_close(GeodesicDistance(**kwargs_2d)(image_2d, seeds_2d),
+                               generalised_geodesic_distance(image_2d, seeds_2d, **kwargs_2d), rtol=0, atol=0)

@@ -157,8 +157,10 @@ def test_gradcheck_float64(spatial_dims):
 def test_module_gradcheck_through_softmax_and_downsampling():
     logits = torch.randn((1, 2, 4, 4, 6), dtype=torch.float64, requires_grad=True)
     image = torch.randn((1, 1, 4, 4, 6), dtype=torch.float64)
-    loss_fn = GatedCRFLoss(radius=1, downsample_factor=(1, 2, 2), sigma_intensity=1.0)
+    loss_fn = GatedCRFLoss(radius=1, downsample_factor=(1, 2, 2), sigma_intensity=1.0, softmax=True)
     assert torch.autograd.gradcheck(lambda x: loss_fn(x, image, spacing=(1.0, 1.0, 1.0)), (logits,))
+    function = dict(radius=1, downsample_factor=(1, 2, 2), sigma_intensity=1.0, softmax=True, spacing=(1.0, 1.0, 1.0))
+    assert torch.autograd.gradcheck(lambda x: gated_crf_loss(x, image, **function), (logits,))
 
 
 # ---------------------------------------------------------------- properties
@@ -235,19 +237,57 @@ def test_image_gets_no_gradient():
 
 
 # ---------------------------------------------------------------- module
-def test_module_without_downsampling_equals_function():
+def test_module():
+    """``GatedCRFLoss()(x, image)`` is ``gated_crf_loss(x, image)``: the same defaults, the same value."""
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn((2, 3, 6, 5, 6), dtype=torch.float64), 1)
+    image = torch.randn((2, 1, 6, 5, 6), dtype=torch.float64)
+    torch.testing.assert_close(GatedCRFLoss()(probs, image), gated_crf_loss(probs, image), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        # PA-Seg's form as PointSupervisionLoss builds it: logits, down-sampled copy, multi-view
+        dict(radius=2, downsample_factor=(1, 2, 2), spatial_dims="multiview2d", softmax=True, spacing=(3.0, 0.5, 0.5)),
+        dict(radius=(1, 2, 2), sigma_position_mm=(None, 3.0), sigma_intensity=(0.5, None), weights=(1.0, 0.2),
+             downsample_factor=2, spacing=(2.0, 1.0, 1.0)),
+        dict(radius=1, spatial_dims=3, softmax=True),
+    ],
+)
+def test_module_non_default_arguments(kwargs):
+    """The same arguments give the same value, masks and down-sampling included."""
+    torch.manual_seed(1)
+    x = torch.randn((2, 2, 6, 8, 8), dtype=torch.float64)
+    if not kwargs.get("softmax"):
+        x = torch.softmax(x, 1)
+    image = torch.randn((2, 1, 6, 8, 8), dtype=torch.float64)
+    src = (torch.rand((2, 1, 6, 8, 8)) > 0.3).double()
+    dst = (torch.rand((2, 1, 6, 8, 8)) > 0.3).double()
+    spacing = kwargs.pop("spacing", None)
+    module = GatedCRFLoss(**kwargs)
+    for masks in ({}, {"source_mask": src, "destination_mask": dst}):
+        torch.testing.assert_close(module(x, image, spacing=spacing, **masks),
+                                   gated_crf_loss(x, image, spacing=spacing, **kwargs, **masks), rtol=0, atol=0)
+    if spacing is not None:  # the constructor's spacing is the function's spacing
+        torch.testing.assert_close(GatedCRFLoss(spacing=spacing, **kwargs)(x, image),
+                                   gated_crf_loss(x, image, spacing=spacing, **kwargs), rtol=0, atol=0)
+
+
+def test_softmax_argument_applies_softmax():
     logits = torch.randn((2, 3, 4, 5, 6), dtype=torch.float64)
     image = torch.randn((2, 1, 4, 5, 6), dtype=torch.float64)
-    kernel = dict(radius=2, sigma_position_mm=3.0, sigma_intensity=0.5)
-    loss_fn = GatedCRFLoss(downsample_factor=1, spacing=(2.0, 1.0, 1.0), **kernel)
-    expected = gated_crf_loss(torch.softmax(logits, 1), image, spacing=(2.0, 1.0, 1.0), **kernel)
+    kernel = dict(radius=2, sigma_position_mm=3.0, sigma_intensity=0.5, spacing=(2.0, 1.0, 1.0))
+    expected = gated_crf_loss(torch.softmax(logits, 1), image, **kernel)
+    assert gated_crf_loss(logits, image, softmax=True, **kernel).item() == pytest.approx(expected.item(), rel=1e-12)
+    loss_fn = GatedCRFLoss(spacing=(2.0, 1.0, 1.0), softmax=True, **{k: v for k, v in kernel.items() if k != "spacing"})
     assert loss_fn(logits, image).item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_module_downsamples_and_scales_spacing():
     logits = torch.randn((1, 2, 4, 8, 8), dtype=torch.float64)
     image = torch.randn((1, 1, 4, 8, 8), dtype=torch.float64)
-    loss_fn = GatedCRFLoss(radius=2, downsample_factor=(1, 2, 2), spatial_dims="multiview2d")
+    loss_fn = GatedCRFLoss(radius=2, downsample_factor=(1, 2, 2), spatial_dims="multiview2d", softmax=True)
     got = loss_fn(logits, image, spacing=(3.0, 0.5, 0.5)).item()
     small_p = torch.softmax(F.interpolate(logits, size=(4, 4, 4), mode="area"), 1)
     small_i = F.interpolate(image, size=(4, 4, 4), mode="area")
@@ -262,9 +302,11 @@ def test_module_reads_spacing_from_metatensor():
     image = torch.randn((1, 1, 4, 4, 4), dtype=torch.float64)
     meta = MetaTensor(image, affine=torch.diag(torch.tensor([3.0, 1.0, 1.0, 1.0], dtype=torch.float64)).unsqueeze(0))
     meta.is_batch = True
-    loss_fn = GatedCRFLoss(radius=1, downsample_factor=1)
+    loss_fn = GatedCRFLoss(radius=1, downsample_factor=1, softmax=True)
     assert loss_fn(logits, meta).item() == pytest.approx(loss_fn(logits, image, spacing=(3.0, 1.0, 1.0)).item())
     assert loss_fn(logits, meta).item() != pytest.approx(loss_fn(logits, image).item())
+    # the function reads it too, so function and module agree on MetaTensors
+    assert gated_crf_loss(logits, meta, radius=1, softmax=True).item() == pytest.approx(loss_fn(logits, meta).item())
 
 
 def test_downsampled_mask_keeps_only_full_cells():
@@ -309,8 +351,10 @@ def test_error_bad_options():
         gated_crf_loss(probs, image, sigma_intensity=-0.1)
     with pytest.raises(ValueError, match="neither `sigma_position_mm` nor `sigma_intensity`"):
         gated_crf_loss(probs, image, sigma_position_mm=None, sigma_intensity=None)
-    with pytest.raises(ValueError, match="`downsample_factor` must be"):
+    with pytest.raises(ValueError, match=r"`downsample_factor` must be a number >= 1 or 3 such numbers, got 0.5"):
         GatedCRFLoss(downsample_factor=0.5)
+    with pytest.raises(ValueError, match=r"`downsample_factor` must be a number >= 1 or 3 such numbers, got \(2, 2\)"):
+        gated_crf_loss(probs, image, downsample_factor=(2, 2))
     with pytest.raises(TypeError, match="`image` must be a torch.Tensor"):
         gated_crf_loss(probs, image.numpy())
 
@@ -331,10 +375,21 @@ def test_two_seeds_and_crf_segment_a_two_region_image(spatial_dims):
     seeds[0, 0, 5, 5, 1], seeds[0, 0, 5, 5, 8] = 0, 1
     logits = torch.zeros(1, 2, size, size, size, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=0.1)
-    crf = GatedCRFLoss(radius=2, downsample_factor=1, sigma_position_mm=2.0, sigma_intensity=0.1, spatial_dims=spatial_dims)
+    crf = GatedCRFLoss(radius=2, sigma_position_mm=2.0, sigma_intensity=0.1, spatial_dims=spatial_dims, softmax=True)
     seed_loss = PartialCEDiceLoss()
     for _ in range(40):
         optimizer.zero_grad()
         (seed_loss(logits, seeds) + crf(logits, image)).backward()
         optimizer.step()
     assert (logits.argmax(1, keepdim=True) == truth).float().mean().item() > 0.99
+
+
+def test_module_defaults_equal_function_defaults():
+    """Every argument of ``GatedCRFLoss`` that ``gated_crf_loss`` also takes has the function's default."""
+    import inspect
+
+    function = inspect.signature(gated_crf_loss).parameters
+    module = inspect.signature(GatedCRFLoss).parameters
+    shared = [k for k in module if k in function]
+    assert len(shared) >= 3
+    assert {k: module[k].default for k in shared} == {k: function[k].default for k in shared}

@@ -48,30 +48,67 @@ def test_hand_computed_value():
 
 
 @pytest.mark.parametrize(
-    "labels,cap,expected",
+    "labels,class_weight_cap,expected",
     [
         ([0] * 6 + [1] * 3 + [2], 5.0, [1.0, 2.0, 5.0, 5.0]),  # 6/1 capped at 5; absent class gets the cap
         ([0] * 6 + [1] * 3 + [2], 50.0, [1.0, 2.0, 6.0, 50.0]),
         ([1, 1, 0, 0], None, [1.0, 1.0, 1.0, 1.0]),
     ],
 )
-def test_inverse_frequency_weights(labels, cap, expected):
-    out = inverse_frequency_weights(torch.tensor(labels), 4, cap)
+def test_inverse_frequency_weights(labels, class_weight_cap, expected):
+    out = inverse_frequency_weights(torch.tensor(labels), 4, class_weight_cap=class_weight_cap)
     assert out.tolist() == pytest.approx(expected)
+
+
+def test_old_cap_keywords_still_work_with_a_warning():
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2])
+    with pytest.warns(DeprecationWarning, match="`cap` is deprecated; use `class_weight_cap`"):
+        old = inverse_frequency_weights(labels, 4, cap=5.0)
+    assert old.tolist() == inverse_frequency_weights(labels, 4, class_weight_cap=5.0).tolist()
+    logits, target = torch.randn(2, 20, 3), torch.randint(0, 3, (2, 20))
+    kwargs = {"class_weights": "inverse_frequency"}
+    with pytest.warns(DeprecationWarning, match="`weight_cap` is deprecated; use `class_weight_cap`"):
+        old = near_loss(logits, target, weight_cap=2.0, **kwargs)
+    torch.testing.assert_close(old, near_loss(logits, target, class_weight_cap=2.0, **kwargs))
+    with pytest.warns(DeprecationWarning, match="`weight_cap` is deprecated"):
+        module = NeARLoss(3, weight_cap=2.0, **kwargs)
+    assert module.class_weight_cap == 2.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # defaults
+        {"class_weights": "inverse_frequency", "class_weight_cap": 3.0, "lambda_dice": 1.0, "lambda_latent": 0.1,
+         "include_background": False, "smooth_nr": 0.0, "smooth_dr": 1e-3},
+        {"class_weights": [1.0, 2.0, 0.5]},
+    ],
+)
+def test_module(kwargs):
+    """``NeARLoss(K, **kwargs)(x)`` equals ``near_loss(x, **kwargs)``, with the defaults and without."""
+    torch.manual_seed(3)
+    logits, target, latent = torch.randn(2, 30, 3), torch.randint(0, 3, (2, 30)), torch.randn(2, 5)
+    torch.testing.assert_close(NeARLoss(3, **kwargs)(logits, target, latent), near_loss(logits, target, latent, **kwargs),
+                               rtol=0, atol=0)
+    dense, dense_target = torch.randn(1, 3, 4, 4, 4), torch.randint(0, 3, (1, 1, 4, 4, 4))
+    torch.testing.assert_close(NeARLoss(3, **kwargs)(dense, dense_target), near_loss(dense, dense_target, **kwargs),
+                               rtol=0, atol=0)
 
 
 def test_inverse_frequency_errors():
     with pytest.raises(ValueError, match=r"`labels` must lie in \[0, 2\)"):
         inverse_frequency_weights(torch.tensor([0, 2]), 2)
-    with pytest.raises(ValueError, match="`cap` must be > 0"):
-        inverse_frequency_weights(torch.tensor([0]), 2, cap=0)
+    with pytest.raises(ValueError, match="`class_weight_cap` must be > 0 or None, got 0"):
+        inverse_frequency_weights(torch.tensor([0]), 2, class_weight_cap=0)
+    with pytest.raises(ValueError, match="`class_weight_cap` must be > 0 or None, got -1"):
+        NeARLoss(2, class_weight_cap=-1)
 
 
 def test_inverse_frequency_mode_uses_batch_weights():
     torch.manual_seed(0)
     logits, target = torch.randn(2, 20, 3), torch.randint(0, 3, (2, 20))
     w = inverse_frequency_weights(target, 3, 10.0)
-    a = NeARLoss(3, class_weights="inverse_frequency", weight_cap=10.0)(logits, target)
+    a = NeARLoss(3, class_weights="inverse_frequency", class_weight_cap=10.0)(logits, target)
     b = near_loss(logits, target, class_weights=w)
     torch.testing.assert_close(a, b)
 
@@ -128,3 +165,14 @@ def test_errors():
         NeARLoss(3)(logits, torch.tensor([[0, 1, 1]]))
     with pytest.raises(ValueError, match="`lambda_dice` and `lambda_latent` must be >= 0"):
         NeARLoss(2, lambda_dice=-1)
+
+
+def test_module_defaults_equal_function_defaults():
+    """Every argument of ``NeARLoss`` that ``near_loss_terms`` also takes has the function's default."""
+    import inspect
+
+    function = inspect.signature(near_loss_terms).parameters
+    module = inspect.signature(NeARLoss).parameters
+    shared = [k for k in module if k in function]
+    assert len(shared) >= 3
+    assert {k: module[k].default for k in shared} == {k: function[k].default for k in shared}

@@ -137,3 +137,40 @@ def test_errors():
         PartialCrossEntropyLoss()(torch.zeros(1, 2, 4, 4, 4, dtype=torch.long), torch.zeros(1, 1, 4, 4, 4))
     with pytest.raises(ValueError, match="`weight` must have one value per class"):
         PartialCrossEntropyLoss(weight=(1.0, 2.0, 3.0))(logits, torch.zeros(1, 1, 4, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"lambda_ce": 0.3, "lambda_dice": 2.0, "include_background": False, "smooth_nr": 0.0, "smooth_dr": 1e-3,
+          "batch": True, "weight": [1.0, 2.0, 0.5]}],
+)
+def test_module(kwargs):
+    """``PartialCEDiceLoss(**kw)`` is ``lambda_ce * PartialCrossEntropyLoss + lambda_dice * PartialDiceLoss`` built
+    from the same arguments; the shared arguments' defaults agree."""
+    import inspect
+
+    combined = inspect.signature(PartialCEDiceLoss).parameters
+    for part in (PartialCrossEntropyLoss, PartialDiceLoss):
+        params = inspect.signature(part).parameters
+        assert all(params[k].default == combined[k].default for k in params if k in combined)
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 4, 5, 6, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 1, 4, 5, 6), generator=gen)
+    target[torch.rand(target.shape, generator=gen) > 0.3] = UNLABELED
+    lambda_ce, lambda_dice = kwargs.get("lambda_ce", 1.0), kwargs.get("lambda_dice", 1.0)
+    ce = PartialCrossEntropyLoss(weight=kwargs.get("weight"))
+    dice_kwargs = {k: v for k, v in kwargs.items() if k in ("include_background", "smooth_nr", "smooth_dr", "batch")}
+    dice = PartialDiceLoss(**dice_kwargs)
+    expected = lambda_ce * ce(logits, target) + lambda_dice * dice(logits, target)
+    torch.testing.assert_close(PartialCEDiceLoss(**kwargs)(logits, target), expected, rtol=0, atol=0)
+
+
+def test_partial_dice_equals_monai_dice_on_fully_labeled_targets():
+    """With every voxel labeled, PartialDiceLoss is MONAI's DiceLoss(softmax=True, to_onehot_y=True)."""
+    from monai.losses import DiceLoss
+
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, 3, 4, 5, 6, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 1, 4, 5, 6), generator=gen)
+    torch.testing.assert_close(PartialDiceLoss()(logits, target),
+                               DiceLoss(softmax=True, to_onehot_y=True)(logits, target), rtol=1e-10, atol=1e-10)

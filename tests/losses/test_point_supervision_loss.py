@@ -43,8 +43,8 @@ def test_total_is_seed_plus_ramped_regularisers(batch):
     loss.epoch = 5
     ramp = math.exp(-5.0 * (1 - 0.5) ** 2)
     seed = PartialCEDiceLoss()(logits, seeds)
-    crf = GatedCRFLoss(radius=2, downsample_factor=2, spatial_dims="multiview2d")(logits, image, spacing=(1.0, 1.0, 2.0))
-    var = VarianceMinimizationLoss()(logits, image)
+    crf = GatedCRFLoss(radius=2, downsample_factor=2, spatial_dims="multiview2d", softmax=True)(logits, image, spacing=(1.0, 1.0, 2.0))
+    var = VarianceMinimizationLoss(softmax=True)(logits, image)
     got = loss(logits, pack_image_with_target(seeds, image))
     assert torch.allclose(got, seed + ramp * (0.7 * crf + 0.2 * var), atol=1e-6)
     assert loss.last_terms["rampup"] == pytest.approx(ramp)

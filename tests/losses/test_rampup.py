@@ -42,3 +42,11 @@ def test_bad_length(length):
         sigmoid_rampup(1, length)
     with pytest.raises(ValueError, match="`rampup_length`"):
         SigmoidRampup(length)
+
+
+@pytest.mark.parametrize("length", [0, 7, 30.5])
+def test_module(length):
+    """``SigmoidRampup(L)(step)`` is ``sigmoid_rampup(step, L)`` (default weight 1), and ``weight`` scales it."""
+    for step in (-3, 0, 1, 6.5, 15, 30, 31, 100):
+        assert SigmoidRampup(length)(step) == sigmoid_rampup(step, length)
+        assert SigmoidRampup(length, weight=0.3)(step) == 0.3 * sigmoid_rampup(step, length)

@@ -63,14 +63,39 @@ def test_empty_class_gives_no_nan():
     assert torch.isfinite(variance_minimization_loss(probs, torch.randn(1, 1, 3, 3)))
 
 
-def test_module_matches_function_and_gradient_flows_to_logits_only():
+def test_module():
+    """``VarianceMinimizationLoss()(probs, image)`` is ``variance_minimization_loss(probs, image)`` (same defaults)."""
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.softmax(torch.randn(2, 3, 4, 5, 6, generator=gen, dtype=torch.float64), 1)
+    image = torch.randn(2, 2, 4, 5, 6, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(VarianceMinimizationLoss()(probs, image), variance_minimization_loss(probs, image),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"softmax": True}, {"softmax": True, "include_background": False, "eps": 1e-3}, {"include_background": False}]
+)
+def test_module_non_default_arguments(kwargs):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 4, 5, 6, generator=gen, dtype=torch.float64)
+    if not kwargs.get("softmax"):
+        x = torch.softmax(x, 1)
+    image = torch.randn(2, 1, 4, 5, 6, generator=gen, dtype=torch.float64)
+    mask = (torch.rand(2, 1, 4, 5, 6, generator=gen) > 0.4).double()
+    for extra in ({}, {"mask": mask}):
+        torch.testing.assert_close(VarianceMinimizationLoss(**kwargs)(x, image, **extra),
+                                   variance_minimization_loss(x, image, **kwargs, **extra), rtol=0, atol=0)
+
+
+def test_softmax_on_logits_and_gradient_flows_to_logits_only():
     logits = torch.randn(2, 2, 4, 4, 4, dtype=torch.float64, requires_grad=True)
     image = torch.randn(2, 1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
-    loss = VarianceMinimizationLoss()(logits, image)
+    loss = VarianceMinimizationLoss(softmax=True)(logits, image)
     assert loss.item() == pytest.approx(variance_minimization_loss(torch.softmax(logits, 1), image).item())
     loss.backward()
     assert logits.grad is not None and image.grad is None
-    assert torch.autograd.gradcheck(lambda x: VarianceMinimizationLoss()(x, image.detach()), (logits,))
+    assert torch.autograd.gradcheck(lambda x: VarianceMinimizationLoss(softmax=True)(x, image.detach()), (logits,))
+    assert torch.autograd.gradcheck(lambda x: variance_minimization_loss(x, image.detach(), softmax=True), (logits,))
 
 
 def test_errors():
@@ -80,3 +105,14 @@ def test_errors():
         variance_minimization_loss(torch.rand(1, 2, 4, 4), torch.rand(1, 1, 4, 4), mask=torch.ones(1, 4, 4))
     with pytest.raises(TypeError, match="`image` must be a torch.Tensor"):
         VarianceMinimizationLoss()(torch.rand(1, 2, 4, 4), [[0.0]])
+
+
+def test_module_defaults_equal_function_defaults():
+    """Every argument of ``VarianceMinimizationLoss`` that ``variance_minimization_loss`` also takes has the function's default."""
+    import inspect
+
+    function = inspect.signature(variance_minimization_loss).parameters
+    module = inspect.signature(VarianceMinimizationLoss).parameters
+    shared = [k for k in module if k in function]
+    assert len(shared) >= 3
+    assert {k: module[k].default for k in shared} == {k: function[k].default for k in shared}

@@ -21,7 +21,7 @@ def _halves():
 
 def _crf():
     return GatedCRFLoss(sigma_position_mm=2.0, sigma_intensity=0.1, radius=2, downsample_factor=1,
-                        spatial_dims="multiview2d", spacing=(1.0, 1.0, 1.0))
+                        spatial_dims="multiview2d", spacing=(1.0, 1.0, 1.0), softmax=True)
 
 
 def test_refinement_removes_a_block_that_ignores_the_edges():
@@ -48,3 +48,5 @@ def test_bad_arguments():
         CRFLabelRefiner(_crf(), learning_rate=0.0)
     with pytest.raises(InputError, match="`unary_weight` must be >= 0"):
         CRFLabelRefiner(_crf(), unary_weight=-0.1)
+    with pytest.raises(InputError, match="`crf` must take logits: a GatedCRFLoss built with softmax=True"):
+        CRFLabelRefiner(GatedCRFLoss(radius=1))

@@ -223,3 +223,26 @@ def test_foreground_grows_with_threshold(lambda_geodesic):
     for small, large in itertools.pairwise(labels):
         assert ((small == 1) <= (large == 1)).all() and (large == 1).sum() > (small == 1).sum()
         np.testing.assert_array_equal(small == 0, large == 0)  # the background does not depend on the threshold
+
+
+def test_module():
+    """``SeedExpansion(**kw)(image, points, spacing=s)`` is ``expand_seeds(image, points, spacing=s, **kw)``.
+
+    The defaults of the shared arguments agree; the function has no default spacing (it must be
+    given), the transform takes it from the inputs' affine, its argument, or its constructor.
+    """
+    import inspect
+
+    function = inspect.signature(expand_seeds).parameters
+    module = inspect.signature(SeedExpansion).parameters
+    shared = [k for k in module if k in function and k != "spacing"]
+    assert shared and {k: module[k].default for k in shared} == {k: function[k].default for k in shared}
+    image, _, points = _sphere()
+    spacing = (1.0, 1.5, 2.0)
+    np.testing.assert_array_equal(SeedExpansion()(image[None], points[None], spacing=spacing)[0],
+                                  expand_seeds(image, points, spacing=spacing))
+    np.testing.assert_array_equal(SeedExpansion(spacing=spacing)(image[None], points[None])[0],
+                                  expand_seeds(image, points, spacing=spacing))
+    kwargs = dict(threshold=0.3, margin_mm=2.0, lambda_geodesic=0.9, num_passes=2, background_threshold=0.6, smooth_mm=1.0)
+    np.testing.assert_array_equal(SeedExpansion(**kwargs)(image[None], points[None], spacing=spacing)[0],
+                                  expand_seeds(image, points, spacing=spacing, **kwargs))

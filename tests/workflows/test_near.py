@@ -97,7 +97,7 @@ def test_inductive_mode_fits_a_new_code(cohort, tmp_path):
     cases = load_refinement_cases(cohort, size=16, num_classes=11)
     net = _small_net(2)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    written = refine_cases(net, cases[2:], tmp_path / "ind", mode="inductive", trained_cases=["a", "b"],
+    written = refine_cases(net, cases[2:], tmp_path / "ind", refine_mode="inductive", trained_cases=["a", "b"],
                            fit_steps=3, fit_resolution=8)
     assert load_label(written[0]["refined"]).shape == (32, 32, 32)
     for k, v in net.state_dict().items():
@@ -199,7 +199,7 @@ def test_inductive_fit_uses_the_training_objective(cohort, tmp_path, monkeypatch
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(engines, "fit_latent", spy)
-    refine_cases(fresh, cases[2:], tmp_path / "ind", mode="inductive", model=model, fit_steps=2, fit_resolution=8)
+    refine_cases(fresh, cases[2:], tmp_path / "ind", refine_mode="inductive", model=model, fit_steps=2, fit_resolution=8)
     fitted = seen["loss"]
     assert isinstance(fitted, NeARLoss)
     torch.manual_seed(0)
