@@ -225,6 +225,16 @@ def _crops(offset: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple[slice
     return tuple(first), tuple(second)
 
 
+def _weighted_pairs(spec, shape: tuple[int, ...]):
+    """``(first, second, weight)`` for each kernel offset that fits ``shape``: the two crops whose
+    voxels are neighbours at that offset, and their pairwise kernel weight."""
+    for index, offset in enumerate(spec.offsets):
+        crops = _crops(offset, shape)
+        if crops is not None:
+            first, second = crops
+            yield first, second, spec.pair_weight(index, first, second)
+
+
 class _KernelSpec:
     """Per-offset pair weights ``W(i)`` of the visited (half) offsets.
 
@@ -302,12 +312,7 @@ class _GatedCRFFunction(torch.autograd.Function):
     def forward(ctx, probs, spec, scale):  # type: ignore[override]
         shape = tuple(probs.shape[2:])
         total = torch.zeros((), dtype=torch.float64, device=probs.device)
-        for index, offset in enumerate(spec.offsets):
-            crops = _crops(offset, shape)
-            if crops is None:
-                continue
-            first, second = crops
-            weight = spec.pair_weight(index, first, second)
+        for first, second, weight in _weighted_pairs(spec, shape):
             disagreement = torch.linalg.vecdot(probs[first], probs[second], dim=1).unsqueeze(1).neg_().add_(1.0)
             total = total + disagreement.mul_(weight).sum(dtype=torch.float64)
         ctx.save_for_backward(probs)
@@ -322,12 +327,7 @@ class _GatedCRFFunction(torch.autograd.Function):
         shape = tuple(probs.shape[2:])
         grad = torch.zeros_like(probs)
         factor = -float(ctx.scale) * grad_output.to(probs.dtype)
-        for index, offset in enumerate(spec.offsets):
-            crops = _crops(offset, shape)
-            if crops is None:
-                continue
-            first, second = crops
-            weight = spec.pair_weight(index, first, second)
+        for first, second, weight in _weighted_pairs(spec, shape):
             weight = weight.mul_(factor) if weight.numel() > spec.view[0] else weight * factor
             grad[first].addcmul_(weight, probs[second])
             grad[second].addcmul_(weight, probs[first])

@@ -212,30 +212,16 @@ def build_segmentation_network(
             act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
             res_block=False,
         )
+    shared = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
+              "channels": features, "strides": steps, "dropout": float(dropout)}
     if name in ("unet", "unet2d"):
         from monai.networks.nets import UNet
 
         _check_int(num_res_units, "num_res_units", 0)
-        return UNet(
-            spatial_dims=spatial_dims,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            channels=features,
-            strides=steps,
-            num_res_units=num_res_units,
-            norm=norm,
-            dropout=float(dropout),
-        )
+        return UNet(**shared, num_res_units=num_res_units, norm=norm)
     from monai.networks.nets import AttentionUnet
 
-    net = AttentionUnet(
-        spatial_dims=spatial_dims,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        channels=features,
-        strides=steps,
-        dropout=float(dropout),
-    )
+    net = AttentionUnet(**shared)
     return _batch_to_instance_norm(net) if norm == "instance" else net
 
 
