@@ -47,35 +47,18 @@ def list_cases(path: str | PathLike, *, role: str = "folder", folders: bool = Fa
 
     Args:
         path: a folder of volumes, or a single volume file.
-        role: what the folder is, for error messages (``"--pred"``, ``"reference folder"``).
-        folders: also take sub-folders as cases (DICOM series folders of images).
+        role: what the folder is, for error messages (``"prediction folder"``, ``"reference folder"``).
+        folders: also take DICOM series sub-folders as cases (images).
 
     Raises:
         InputError: the path does not exist, holds no volume, or two files share a case id.
     """
-    from medrefine.errors import InputError
+    from medrefine.data.datalist import list_cases as list_folder
 
     path = Path(path).expanduser().resolve()
-    if not path.exists():
-        raise InputError(f"{role} {path}: not found")
     if path.is_file():
         return {case_id(path): path}
-    cases: dict[str, Path] = {}
-    for entry in sorted(path.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if not folders:
-                continue
-        elif not entry.name.lower().endswith(LABEL_SUFFIXES):
-            continue
-        cid = case_id(entry)
-        if cid in cases:
-            raise InputError(f"{role} {path}: two files for case {cid!r}: {cases[cid].name} and {entry.name}")
-        cases[cid] = entry
-    if not cases:
-        raise InputError(f"{role} {path}: holds no volume files ({', '.join(LABEL_SUFFIXES)})")
-    return cases
+    return list_folder(path, what=role.removesuffix(" folder"), series=folders)
 
 
 def match_folders(pred_dir: str | PathLike, ref_dir: str | PathLike) -> list[Pair]:

@@ -69,13 +69,13 @@ def test_match_folders_unmatched_lists_cases(folders):
 
 def test_match_folders_errors(tmp_path, folders):
     pred_dir, ref_dir = folders
-    with pytest.raises(InputError, match="prediction folder .*missing: not found"):
+    with pytest.raises(InputError, match="prediction folder not found: .*missing"):
         match_folders(tmp_path / "missing", ref_dir)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="reference folder .*empty: holds no volume files"):
+    with pytest.raises(InputError, match="reference folder .*empty is empty: no image files"):
         match_folders(pred_dir, tmp_path / "empty")
     save_nifti(Volume(labels(0), AFFINE), pred_dir / "case_000.nii")
-    with pytest.raises(InputError, match="two files for case 'case_000'"):
+    with pytest.raises(InputError, match="two prediction files for case 'case_000'"):
         match_folders(pred_dir, ref_dir)
 
 
