@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from medrefine.bundle.discovery import BundleInfo, config_files, find_bundle, workflow_type
-from medrefine.errors import InputError
+from medrefine.errors import InputError, MedrefineError
 
 __all__ = ["create_workflow", "parse_overrides", "run_bundle", "run_workflow"]
 
@@ -35,6 +36,27 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
+
+
+@contextlib.contextmanager
+def medrefine_errors() -> Iterator[None]:
+    """Re-raise the medrefine error that MONAI's config machinery wrapped.
+
+    MONAI reports a failing ``$`` expression or component as ``RuntimeError("Failed to evaluate
+    ...")`` with the real error as its cause; a refused input (``InputError``: one line naming the
+    file, what was expected and what was found) is raised as itself instead.
+    """
+    try:
+        yield
+    except MedrefineError:
+        raise
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, MedrefineError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def _required_missing(workflow: Any) -> list[tuple[str, str]]:
@@ -86,7 +108,8 @@ def create_workflow(
     if missing:
         keys = ", ".join(f"{cid!r} ({name})" for name, cid in missing)
         raise InputError(f"{where}: the config lacks what MONAI requires of a {kind} workflow: {keys}")
-    workflow.initialize()
+    with medrefine_errors():
+        workflow.initialize()
     problems = workflow.check_properties()
     if problems:
         raise InputError(f"{where}: MONAI's property check of a {kind} workflow fails for {problems} "
@@ -121,8 +144,9 @@ def run_bundle(
     info = bundle if isinstance(bundle, BundleInfo) else find_bundle(bundle)
     logger.info("running %s %s", info.name, mode)
     workflow = create_workflow(info, mode, overrides, extra_configs=extra_configs, run_id=run_id)
-    workflow.run()
-    workflow.finalize()
+    with medrefine_errors():
+        workflow.run()
+        workflow.finalize()
 
 
 def run_workflow(
@@ -150,6 +174,7 @@ def run_workflow(
         InputError: see :func:`create_workflow`.
     """
     workflow = create_workflow(bundle, mode, overrides, extra_configs=extra_configs)
-    workflow.run()
-    workflow.finalize()
+    with medrefine_errors():
+        workflow.run()
+        workflow.finalize()
     return workflow

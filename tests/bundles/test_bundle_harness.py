@@ -67,6 +67,21 @@ def test_bundle_configs_run(bundle, tiny_cohort, tmp_path):
                      extra_configs=[root / "configs" / "smoke.json"])
         if mode == "train":
             assert any((root / "models").glob("*.pt")), f"{bundle.name}: train wrote no models/*.pt"
+    # every trained model describes itself, and inference refuses a value that contradicts it
+    from medrefine.errors import InputError
+    from medrefine.workflows.models import read_model
+
+    weights = sorted(p for p in (root / "models").glob("*.pt") if not p.name.startswith(("latest_", "best_")))
+    assert weights, f"{bundle.name}: no trained model"
+    for path in weights:
+        model = read_model(path)  # <name>.json beside <name>.pt
+        assert model.classes and model.network["_target_"].startswith("medrefine."), f"{bundle.name}: {path.name}"
+    model = read_model(root / "models" / "model.pt") if (root / "models" / "model.json").is_file() else read_model(weights[0])
+    key = next(k for k in ("window", "hu_window", "pixdim") if k in model.preprocessing)
+    wrong = [v + 7.0 for v in model.preprocessing[key]]
+    with pytest.raises(InputError, match=rf"\.json: config key `{key}` is .* but the model was trained with"):
+        run_workflow(root, "inference", {"dataset_dir": str(tiny_cohort), "device": "cpu", key: wrong},
+                     extra_configs=[root / "configs" / "smoke.json"])
 
 
 @pytest.mark.parametrize("bundle", [b for b in BUNDLES if "multi_gpu_train" in b.modes],
