@@ -1,5 +1,5 @@
-"""Ignite handlers shared by every bundle's trainer: resuming from the latest checkpoint and the
-per-epoch history CSV.
+"""Ignite handlers shared by every bundle's trainer: resuming from the latest checkpoint, the
+per-epoch history CSV and one progress bar over the run.
 
 Checkpoints, learning-rate steps, validation, console and TensorBoard logging are MONAI's own
 handlers (``CheckpointSaver``, ``LrScheduleHandler``, ``ValidationHandler``, ``StatsHandler``,
@@ -9,6 +9,7 @@ handlers (``CheckpointSaver``, ``LrScheduleHandler``, ``ValidationHandler``, ``S
 from __future__ import annotations
 
 from medrefine.handlers.history import HistoryCSV, plot_history
+from medrefine.handlers.progress import EpochProgress
 from medrefine.handlers.resume import ResumeHandler, latest_checkpoint, load_checkpoint
 
-__all__ = ["HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history"]
+__all__ = ["EpochProgress", "HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history"]

@@ -1,0 +1,102 @@
+"""One progress bar for a whole training run: epochs done, time left, the loss and the last validation.
+
+MONAI's ``StatsHandler`` logs a line per iteration or epoch (hundreds of lines for a default
+run) and ignite's ``ProgressBar`` draws a new bar every epoch; neither gives the time the run
+has left. This handler draws a single ``tqdm`` bar over all epochs (resumed runs start where
+they stopped), with the epoch's mean loss and the latest validation metrics as its postfix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["EpochProgress"]
+
+
+def _loss_of(output: Any) -> float | None:
+    """The scalar loss of one iteration's output (a dict with ``loss``, a list of them, or a number)."""
+    if isinstance(output, (list, tuple)) and output:
+        output = output[0]
+    if isinstance(output, Mapping):
+        output = output.get("loss")
+    try:
+        return float(output)
+    except (TypeError, ValueError):
+        return None
+
+
+class EpochProgress:
+    """Ignite handler: one ``tqdm`` bar over the run's epochs with its ETA.
+
+    Args:
+        evaluator: the validation engine whose ``state.metrics`` are shown after each validation
+            (``None``: the trainer's own ``state.metrics``).
+        desc: the bar's label. Defaults to ``"training"``.
+        output_transform: maps an iteration's output to its loss; defaults to the ``loss`` entry.
+        enabled: False attaches nothing (e.g. ``-v`` runs that log every epoch instead).
+
+    Only the first process of a distributed run draws the bar.
+
+    Example:
+        >>> EpochProgress(evaluator=evaluator).attach(trainer)  # doctest: +SKIP
+    """
+
+    def __init__(self, evaluator: Any = None, desc: str = "training",
+                 output_transform: Callable[[Any], float | None] = _loss_of, enabled: bool = True) -> None:
+        self.evaluator = evaluator
+        self.desc = str(desc)
+        self.output_transform = output_transform
+        self.enabled = bool(enabled)
+        self.bar = None
+        self._losses: list[float] = []
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        if not self.enabled or _rank() != 0:
+            return
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        engine.add_event_handler(Events.COMPLETED, self._close)
+        engine.add_event_handler(Events.TERMINATE, self._close)
+
+    def _started(self, engine: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self._close(engine)
+        self.bar = tqdm(total=engine.state.max_epochs, initial=engine.state.epoch, desc=self.desc, unit="epoch",
+                        dynamic_ncols=True)
+
+    def _iteration(self, engine: Any) -> None:
+        loss = self.output_transform(engine.state.output)
+        if loss is not None:
+            self._losses.append(loss)
+
+    def _epoch_completed(self, engine: Any) -> None:
+        if self.bar is None:
+            return
+        postfix: dict[str, str] = {}
+        if self._losses:
+            postfix["loss"] = f"{sum(self._losses) / len(self._losses):.4f}"
+        self._losses = []
+        metrics = (self.evaluator.state.metrics if self.evaluator is not None else engine.state.metrics) or {}
+        for key, value in metrics.items():
+            try:
+                postfix[key] = f"{float(value):.4f}"
+            except (TypeError, ValueError):
+                continue
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def _close(self, engine: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0

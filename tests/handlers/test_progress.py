@@ -1,0 +1,51 @@
+"""EpochProgress: one bar over the run's epochs, with the epoch's mean loss and the last validation."""
+
+from __future__ import annotations
+
+from ignite.engine import Engine, Events
+
+from medrefine.handlers import EpochProgress
+
+
+def test_one_bar_counts_epochs_and_shows_loss_and_metrics(monkeypatch):
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, initial, **kwargs):
+            self.total, self.n, self.postfixes, self.closed = total, initial, [], False
+            bars.append(self)
+
+        def set_postfix(self, postfix, refresh=False):
+            self.postfixes.append(dict(postfix))
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    losses = iter([1.0, 3.0, 0.5, 0.25, 2.0, 4.0])
+    engine = Engine(lambda e, batch: {"loss": next(losses)})
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _validate(e):
+        e.state.metrics["val_mean_dice"] = 0.1 * e.state.epoch
+
+    EpochProgress().attach(engine)
+    engine.run(range(2), max_epochs=3)
+    assert len(bars) == 1, "one bar for the whole run"
+    bar = bars[0]
+    assert bar.total == 3 and bar.n == 3 and bar.closed
+    assert [p["loss"] for p in bar.postfixes] == ["2.0000", "0.3750", "3.0000"]  # the epoch means
+    # the progress handler was attached after the validation: it shows that epoch's metric
+    assert [p["val_mean_dice"] for p in bar.postfixes] == ["0.1000", "0.2000", "0.3000"]
+
+
+def test_disabled_attaches_nothing():
+    engine = Engine(lambda e, batch: {"loss": 1.0})
+    before = sum(len(engine._event_handlers[ev]) for ev in engine._event_handlers)
+    EpochProgress(enabled=False).attach(engine)
+    assert sum(len(engine._event_handlers[ev]) for ev in engine._event_handlers) == before
