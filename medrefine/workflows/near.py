@@ -162,15 +162,13 @@ def near_loss_spec(loss: Any) -> dict[str, Any]:
 
         return component_spec(loss)
     weights = loss.weight_mode if loss.weight_mode else loss.class_weights
-    spec: dict[str, Any] = {
+    return {
         "_target_": "medrefine.losses.NeARLoss", "num_classes": loss.num_classes,
         "class_weights": weights.tolist() if hasattr(weights, "tolist") else weights,
         "lambda_dice": loss.lambda_dice, "lambda_latent": loss.lambda_latent,
         "include_background": loss.include_background, "smooth_nr": loss.smooth_nr, "smooth_dr": loss.smooth_dr,
+        "class_weight_cap": loss.class_weight_cap,
     }  # fmt: skip
-    cap_name = "class_weight_cap" if hasattr(loss, "class_weight_cap") else "weight_cap"
-    spec[cap_name] = getattr(loss, cap_name)
-    return spec
 
 
 def export_model(
