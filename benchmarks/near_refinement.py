@@ -174,7 +174,7 @@ def train_near(cases, args, workdir: Path):
     # the bundle's path: model.pt + model.json (the last weights: no reference label chooses them), built back
     from medrefine.workflows.near import export_model, load_model
 
-    export_model(trainer, cases, workdir / "export", use_best=False,
+    export_model(trainer, cases, workdir / "export",
                  preprocessing={"resolution": args.resolution, "margin_mm": 10.0, "window": list(WINDOW)})
     net, model = load_model(workdir / "export")
     return net, model, seconds

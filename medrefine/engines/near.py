@@ -46,7 +46,6 @@ __all__ = ["AutoDecoderEvaluator", "AutoDecoderTrainer", "create_autodecoder_tra
 
 logger = logging.getLogger(__name__)
 
-_KEY_METRICS = ("auto", "noisy", "clean")
 
 
 def default_milestones(max_epochs: int) -> list[int]:
@@ -58,18 +57,6 @@ def default_milestones(max_epochs: int) -> list[int]:
     """
     epochs = int(max_epochs)
     return sorted({max(1, int(0.6 * epochs)), max(1, int(0.85 * epochs))})
-
-
-def _resolve_key_metric(key_metric: str, has_clean: bool, clean_label_key: str) -> str:
-    if key_metric not in _KEY_METRICS:
-        raise ValueError(
-            f"`key_metric` must be one of {list(_KEY_METRICS)}, got {key_metric!r}.{did_you_mean(key_metric, _KEY_METRICS)}"
-        )
-    if key_metric == "clean" and not has_clean:
-        raise InputError(f"`key_metric='clean'` needs a {clean_label_key!r} label for every case")
-    if key_metric == "auto":
-        return "clean" if has_clean else "noisy"
-    return key_metric
 
 
 @torch.no_grad()
@@ -90,11 +77,13 @@ def _case_dice(network: nn.Module, case: int, image: torch.Tensor | None, label:
     return float(noisy), (None if ref is None else float(ref))
 
 
-def _summarise(noisy: Sequence[float], clean: Sequence[float], key_metric: str) -> dict[str, float]:
+def _summarise(noisy: Sequence[float], clean: Sequence[float]) -> dict[str, float]:
+    """The key metric ``val_mean_dice`` is always the Dice against the noisy labels: a clean
+    reference, when the cases have one, is reported (``val_dice_clean``) but chooses nothing."""
     metrics = {"val_dice_noisy": float(np.mean(noisy))}
     if clean:
         metrics["val_dice_clean"] = float(np.mean(clean))
-    metrics["val_mean_dice"] = metrics["val_dice_clean" if key_metric == "clean" else "val_dice_noisy"]
+    metrics["val_mean_dice"] = metrics["val_dice_noisy"]
     return metrics
 
 
@@ -124,8 +113,6 @@ class AutoDecoderTrainer(Trainer):
         amp: mixed precision (only on CUDA; ignored with a log message on CPU). Defaults to False.
         inferer: how the decoder is called, ``inferer(latent, network.decode_latent, points,
             appearance)``. Defaults to MONAI's ``SimpleInferer``.
-        key_metric: which Dice :meth:`validate` reports as ``val_mean_dice``: ``"auto"`` (clean
-            labels when every case has one, else the noisy ones), ``"noisy"`` or ``"clean"``.
         seed: seed of every random draw. Defaults to 0.
         chunk_size: points per forward pass when decoding in :meth:`validate`. Defaults to 65536.
         image_key, label_key, clean_label_key: keys of the case dicts.
@@ -135,7 +122,7 @@ class AutoDecoderTrainer(Trainer):
 
     Raises:
         InputError: for a bad data set, or ``num_cases`` that does not match it.
-        ValueError: for non-positive sizes or an unknown ``key_metric``.
+        ValueError: for non-positive sizes.
 
     Example:
         >>> trainer = AutoDecoderTrainer(net, torch.optim.Adam(net.parameters(), 1e-3), cases,
@@ -158,7 +145,6 @@ class AutoDecoderTrainer(Trainer):
         device: torch.device | str | None = None,
         amp: bool = False,
         inferer: Inferer | None = None,
-        key_metric: str = "auto",
         seed: int = 0,
         chunk_size: int = 2**16,
         image_key: str = "image",
@@ -172,8 +158,6 @@ class AutoDecoderTrainer(Trainer):
                 raise ValueError(f"`{name}` must be >= 1, got {value}")
         if jitter < 0:
             raise ValueError(f"`jitter` must be >= 0, got {jitter}")
-        if key_metric not in _KEY_METRICS:  # before reading the data: a typo should not wait for it
-            _resolve_key_metric(key_metric, False, clean_label_key)
         device = torch.device(device) if device is not None else next(network.parameters()).device
         images, labels, clean = stack_cases(
             dataset, image_key=image_key, label_key=label_key, clean_label_key=clean_label_key
@@ -190,7 +174,6 @@ class AutoDecoderTrainer(Trainer):
         num_classes = int(network.out_channels)
         if int(labels.max()) >= num_classes:
             raise InputError(f"labels hold class {int(labels.max())} but `network.out_channels` is {num_classes}")
-        self.key_metric = _resolve_key_metric(key_metric, clean is not None, clean_label_key)
         use_amp = bool(amp) and device.type == "cuda"
         if amp and not use_amp:
             logger.info("amp=True ignored: mixed precision is only used on CUDA (device is %s)", device)
@@ -309,7 +292,7 @@ class AutoDecoderTrainer(Trainer):
 
         Returns:
             ``{"val_dice_noisy": ..., "val_mean_dice": ...}`` plus ``"val_dice_clean"`` when clean
-            labels exist; ``val_mean_dice`` is the key metric (see ``key_metric``).
+            labels exist; ``val_mean_dice``, the key metric, is the noisy one (a reference only reports).
         """
         res = int(resolution or self.train_resolution)
         noisy, clean = [], []
@@ -320,7 +303,7 @@ class AutoDecoderTrainer(Trainer):
             noisy.append(score)
             if clean_score is not None:
                 clean.append(clean_score)
-        return _summarise(noisy, clean, self.key_metric)
+        return _summarise(noisy, clean)
 
     def run(self, max_epochs: int | None = None) -> Any:  # type: ignore[override]
         """Train (the ``ResumeHandler``, if attached, continues from the latest checkpoint); return the state.
@@ -342,16 +325,16 @@ class AutoDecoderEvaluator(Evaluator):
     decoded from a case's latent on a query grid. This evaluator decodes case ``n`` with latent
     ``n`` on a ``resolution^3`` grid and compares it with the case's noisy label (and clean label
     when every case has one). After each run ``state.metrics`` holds ``val_dice_noisy``,
-    ``val_dice_clean`` (if any) and the key metric ``val_mean_dice``; MONAI's ``ValidationHandler``
-    runs it during training and a ``CheckpointSaver(save_key_metric=True)`` among its handlers keeps
-    the best network.
+    ``val_dice_clean`` (if any, for reporting) and the key metric ``val_mean_dice``, which is always
+    the noisy Dice: a reference label never chooses anything. MONAI's ``ValidationHandler`` runs it
+    during training; a ``CheckpointSaver(save_key_metric=True)`` among its handlers keeps the
+    network that fits the noisy labels best (the bundle exports the last weights instead).
 
     Args:
         device: decoding device.
         network: the implicit refiner being trained.
         dataset: the training cases (as given to the trainer), see :func:`stack_cases`.
         resolution: grid edge. Defaults to 64.
-        key_metric: ``"auto"``, ``"noisy"`` or ``"clean"`` (see :class:`AutoDecoderTrainer`).
         chunk_size: points per forward pass. Defaults to 65536.
         val_handlers: handlers of this evaluator (``StatsHandler``, ``CheckpointSaver``, ...).
         image_key, label_key, clean_label_key: keys of the case dicts.
@@ -367,7 +350,6 @@ class AutoDecoderEvaluator(Evaluator):
         network: nn.Module,
         dataset: Sequence[Mapping[str, Any]],
         resolution: int = 64,
-        key_metric: str = "auto",
         chunk_size: int = 2**16,
         val_handlers: Sequence | None = None,
         image_key: str = "image",
@@ -376,11 +358,8 @@ class AutoDecoderEvaluator(Evaluator):
     ) -> None:
         if int(resolution) < 1 or int(chunk_size) < 1:
             raise ValueError(f"`resolution` and `chunk_size` must be >= 1, got {resolution} and {chunk_size}")
-        if key_metric not in _KEY_METRICS:
-            _resolve_key_metric(key_metric, False, clean_label_key)
         images, labels, clean = stack_cases(dataset, image_key=image_key, label_key=label_key,
                                             clean_label_key=clean_label_key)  # fmt: skip
-        self.key_metric = _resolve_key_metric(key_metric, clean is not None, clean_label_key)
         super().__init__(device=device, val_data_loader=range(images.shape[0]), decollate=False, val_handlers=None)
         self.network = network
         self.resolution = int(resolution)
@@ -412,7 +391,7 @@ class AutoDecoderEvaluator(Evaluator):
         return {"dice_noisy": noisy} if clean_score is None else {"dice_noisy": noisy, "dice_clean": clean_score}
 
     def _summarise(self, engine: Any) -> None:
-        metrics = _summarise(*self._scores, self.key_metric)
+        metrics = _summarise(*self._scores)
         engine.state.metrics.update(metrics)
         current = metrics["val_mean_dice"]
         if engine.state.best_metric_epoch == -1 or current > engine.state.best_metric:

@@ -111,7 +111,7 @@ def load_refinement_cases(
             })
     else:
         from medrefine.data.prepare import apply_prepare, normalize_appearance, prepare_case
-        from medrefine.io import load_image, load_label
+        from medrefine.io import check_same_grid, load_image, load_label
 
         for entry in tqdm(cohort.cases, desc="cases", disable=not progress):
             case = str(entry["case"])
@@ -119,10 +119,11 @@ def load_refinement_cases(
                 image = load_image(entry["image"])
                 label = load_label(entry["label"], num_classes=num_classes)
                 clean = load_label(entry[clean_key], num_classes=num_classes) if entry.get(clean_key) else None
-                extra = {clean_key: clean} if clean is not None else None
-                image_cube, label_cube, info = prepare_case(
-                    image, label, size=size, margin_mm=margin_mm, extra_labels=extra, case=case
-                )
+                # the crop box comes from the label being refined alone: a reference, when given,
+                # is only carried along for reporting and must not shape what the model sees
+                image_cube, label_cube, info = prepare_case(image, label, size=size, margin_mm=margin_mm, case=case)
+                if clean is not None:
+                    check_same_grid(label, clean, names=(str(entry["label"]), str(entry[clean_key])))
                 clean_cube = apply_prepare(clean, info, is_label=True).array if clean is not None else None
             except InputError as err:
                 raise type(err)(f"case {case}: {err}") from None
@@ -179,9 +180,12 @@ def export_model(
     classes: Mapping[int, str] | int | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     loss: Any = None,
-    use_best: bool = True,
 ) -> Path:
     """Write the trained model: ``model.pt`` (weights) and ``model.json`` (its description).
+
+    The last weights are exported. No reference label chooses them: a clean label given with the
+    cases is for reporting only (choosing on it is an oracle a user does not have), and the Dice
+    against the noisy labels favours the model that memorised the noise most.
 
     ``model.json`` records the network's constructor arguments, the case order (latent ``n``
     belongs to ``cases[n]``), the class table, the training loss with its class weights (so that
@@ -190,32 +194,18 @@ def export_model(
 
     Args:
         trainer_or_network: an :class:`~medrefine.engines.AutoDecoderTrainer` or the network itself.
-            With a trainer whose best checkpoint was selected against clean labels and
-            ``use_best``, that checkpoint is exported; otherwise the last weights are (selecting on
-            the noisy labels would favour the model that fits the noise best).
         cases: the training cases in latent order (``case`` keys).
         model_dir: folder of the two files (the bundle's ``models/``).
         classes: class table or count (background included); defaults to numbered classes.
         preprocessing: the case preparation, keyed by the bundle's config names.
         loss: the training loss; defaults to the trainer's ``loss_function``.
-        use_best: export the best checkpoint rather than the last weights.
 
     Returns:
         Path of ``model.pt``.
     """
-    import torch
-
     from medrefine.workflows.models import save_model
 
     network = getattr(trainer_or_network, "network", trainer_or_network)
-    # The best checkpoint is only meaningful when it was chosen against clean labels: scored
-    # against the noisy labels, "best" is the model that memorised the noise most.
-    chosen_on_clean = getattr(trainer_or_network, "key_metric", None) == "clean"
-    best = getattr(trainer_or_network, "best_checkpoint", None) if (use_best and chosen_on_clean) else None
-    if best is not None:
-        state = torch.load(best, map_location="cpu", weights_only=True)
-        network.load_state_dict(state.get("network", state) if isinstance(state, dict) and "network" in state else state)
-        logger.info("exporting the best checkpoint %s", best)
     if classes is None or isinstance(classes, int):
         from medrefine.data.classes import default_classes
 
