@@ -38,6 +38,8 @@ __all__ = [
     "before_after_table",
     "format_evaluation",
     "near_loss_spec",
+    "planned_cube_size",
+    "cube_edge",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,8 @@ def load_refinement_cases(
     source: str | Path,
     *,
     key: str = "training",
-    size: int = 128,
+    size: int | None = None,
+    max_size: int = 128,
     margin_mm: float = 10.0,
     window: Sequence[float] | None = (-1000.0, 1000.0),
     num_classes: int | None = None,
@@ -69,7 +72,9 @@ def load_refinement_cases(
             (``appearance/*.npy``, ``shape/*.npy``, ``info.csv``; already cubes, no original
             geometry).
         key: the datalist list to read. Defaults to ``"training"``.
-        size: cube edge in voxels (NeAR: 128). Defaults to 128.
+        size: cube edge in voxels (NeAR: 128); None sizes it to the data
+            (:func:`planned_cube_size`: the native resolution, at most ``max_size``). Defaults to None.
+        max_size: the largest cube edge ``size=None`` chooses. Defaults to 128.
         margin_mm: margin around the label's bounding box (mm). Defaults to 10.
         window: intensity window scaled to ``[0, 1]`` (CT: -1000..1000 HU); None scales each case
             by its 0.5-99.5th percentiles (MR).
@@ -113,6 +118,10 @@ def load_refinement_cases(
         from medrefine.data.prepare import apply_prepare, normalize_appearance, prepare_case
         from medrefine.io import check_same_grid, load_image, load_label
 
+        if size is None:
+            size = planned_cube_size([entry["label"] for entry in cohort.cases], margin_mm=margin_mm,
+                                     max_size=max_size)
+            logger.info("cube edge %d voxels (the cohort's native resolution, at most %d)", size, max_size)
         for entry in tqdm(cohort.cases, desc="cases", disable=not progress):
             case = str(entry["case"])
             try:
@@ -140,6 +149,53 @@ def load_refinement_cases(
     if not cases:
         raise InputError(f"{path}: no cases under {key!r}")
     return cases
+
+
+def planned_cube_size(labels: Sequence[str | Path], *, margin_mm: float = 10.0, max_size: int = 128,
+                      multiple: int = 8) -> int:
+    """The cube edge that keeps a cohort at its native resolution.
+
+    The longest edge, in voxels, of any case's crop box (the label's bounding box plus
+    ``margin_mm``), rounded up to a multiple of ``multiple`` and capped at ``max_size``: a 64^3
+    cohort is refined on 64^3 cubes rather than upsampled to 128^3 (8 times the voxels to decode
+    for no new information), a full-size CT is brought down to ``max_size``.
+
+    Args:
+        labels: the label files of the cohort.
+        margin_mm: the crop margin (mm), as given to :func:`load_refinement_cases`.
+        max_size: the largest edge returned. Defaults to 128.
+        multiple: the edge is a multiple of this. Defaults to 8.
+
+    Returns:
+        The cube edge in voxels.
+
+    Raises:
+        InputError: an empty list, a label without foreground, or ``max_size < multiple``.
+    """
+    from medrefine.data.prepare import crop_box
+    from medrefine.io import load_label
+
+    if int(max_size) < int(multiple) or int(multiple) < 1:
+        raise InputError(f"`max_size` ({max_size}) must be >= `multiple` ({multiple}) >= 1")
+    if not labels:
+        raise InputError("no labels to size the cubes from")
+    longest = 0
+    for path in labels:
+        label = load_label(path)
+        try:
+            box = crop_box(np.asarray(label.array), label.spacing, margin_mm=margin_mm)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from None
+        longest = max(longest, *(stop - start for start, stop in box))
+    rounded = -(-longest // int(multiple)) * int(multiple)
+    return int(min(rounded, int(max_size) // int(multiple) * int(multiple)))
+
+
+def cube_edge(cases: Sequence[Mapping[str, Any]]) -> int:
+    """The cube edge (voxels) of cases from :func:`load_refinement_cases` (all share it)."""
+    if not cases:
+        raise InputError("no cases: cannot tell their cube edge")
+    return int(np.asarray(cases[0]["image"]).shape[-1])
 
 
 def _check_classes(label: np.ndarray, num_classes: int | None, where: str) -> None:
@@ -180,6 +236,7 @@ def export_model(
     classes: Mapping[int, str] | int | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     loss: Any = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the trained model: ``model.pt`` (weights) and ``model.json`` (its description).
 
@@ -199,6 +256,8 @@ def export_model(
         classes: class table or count (background included); defaults to numbered classes.
         preprocessing: the case preparation, keyed by the bundle's config names.
         loss: the training loss; defaults to the trainer's ``loss_function``.
+        extra: more of the training recipe to record (``train_resolution``, ``num_points``, ...:
+            inductive refinement fits new latents with the same query sampling).
 
     Returns:
         Path of ``model.pt``.
@@ -213,7 +272,7 @@ def export_model(
     loss = loss if loss is not None else getattr(trainer_or_network, "loss_function", None)
     return save_model(
         network, model_dir, classes=classes, cases=[str(c["case"]) for c in cases],
-        loss=None if loss is None else near_loss_spec(loss), preprocessing=preprocessing,
+        loss=None if loss is None else near_loss_spec(loss), preprocessing=preprocessing, extra=extra,
     )  # fmt: skip
 
 
