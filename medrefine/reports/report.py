@@ -132,10 +132,11 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
 def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, title: str = "medrefine report",
                  sources: Mapping | str | Path | None = None, overlay_cases: int | Sequence[str] | None = None,
                  mesh_case: str | None = None, compare: Mapping[str, pd.DataFrame | str | Path] | pd.DataFrame | str | Path | None = None,
-                 name: str | None = None) -> Path:
+                 name: str | None = None, kept_input: pd.DataFrame | Sequence[Mapping] | None = None) -> Path:
     """Write ``report.md`` and a self-contained ``report.html`` for a metrics table.
 
-    The report holds: a summary; the per-structure table (mean ± std and median of every metric,
+    The report holds: a summary; the structures where the input label was kept (``kept_input``);
+    the per-structure table (mean ± std and median of every metric,
     Dice success rates at 0.5/0.7/0.9, sorted by mean Dice); a ranking chart of mean Dice per
     structure; histograms of every metric; box plots of Dice and HD95 per structure; for each
     run in ``compare`` a before/after table and a paired chart; the per-case table; overlay
@@ -166,6 +167,10 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
             overlays (reference | noisy | refined).
         name: name of ``metrics`` in comparisons and overlays (default: the CSV stem, or
             ``"prediction"``).
+        kept_input: the structures where a refinement guard kept the input label
+            (:func:`medrefine.transforms.guard_refinement`), as rows with ``case``,
+            ``class_name`` and ``reason``; listed right after the summary. An empty table says
+            the refinement was kept everywhere; None (default) leaves the section out.
 
     Returns:
         Path of ``report.html``.
@@ -186,6 +191,7 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
         raise InputError(f"{metrics_path or 'metrics'}: no structure has a finite Dice in any case; nothing to report")
     run_name = name or (metrics_path.stem if metrics_path else "prediction")
     runs = read_compare(compare)
+    kept = _kept_input_rows(kept_input)
     for other_name in runs:
         if other_name == run_name:
             raise InputError(f"compared run name {other_name!r} equals the report's own name; give them different names (e.g. --compare-name)")
@@ -214,7 +220,7 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a report folder is an ordinary folder
     try:
         _build(df, tmp, absent=absent, title=title, run_name=run_name, metrics_path=metrics_path, runs=runs, src=src,
-               run_sources=run_sources, chosen=chosen, mesh_case=mesh_case)
+               run_sources=run_sources, chosen=chosen, mesh_case=mesh_case, kept=kept)
         _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -223,9 +229,23 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
     return out_dir / "report.html"
 
 
+def _kept_input_rows(kept_input: pd.DataFrame | Sequence[Mapping] | None) -> list[list[str]] | None:
+    """``[[case, structure, reason], ...]`` of the ``kept_input`` argument of :func:`write_report`."""
+    if kept_input is None:
+        return None
+    records = kept_input.to_dict("records") if isinstance(kept_input, pd.DataFrame) else list(kept_input)
+    rows = []
+    for record in records:
+        missing = [key for key in ("case", "class_name", "reason") if key not in record]
+        if missing:
+            raise InputError(f"`kept_input` rows need case, class_name and reason; a row lacks {', '.join(missing)}: {dict(record)!r}")
+        rows.append([str(record["case"]), str(record["class_name"]), str(record["reason"])])
+    return rows
+
+
 def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run_name: str, metrics_path: Path | None,
            runs: dict[str, tuple[pd.DataFrame, Path | None]], src: Sources | None, run_sources: dict[str, Sources],
-           chosen: list[str], mesh_case: str | None) -> None:
+           chosen: list[str], mesh_case: str | None, kept: list[list[str]] | None = None) -> None:
     from medrefine import __version__
     from medrefine.reports.mesh import mesh_html
     from medrefine.reports.overlay import overlay_png, reorient_to_ras
@@ -268,6 +288,17 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
         doc.paragraph(f"{nonfinite} metric values of the structures shown are missing (NaN: the structure is in neither the "
                       "prediction nor the reference of that case, nothing to measure) or infinite; they are left out of "
                       "means, medians and success rates.", note=True)
+
+    if kept is not None:
+        doc.heading("Structures where the input was kept")
+        if kept:
+            doc.paragraph(f"The refinement guard kept the input label for {len(kept)} structure(s): the refinement erased, "
+                          "shrank, grew, split or was unsure of them (or created them), so their input voxels were written "
+                          "instead. Every other structure is the refinement's.", note=True)
+            doc.table(["case", "structure", "reason"], kept, caption="One row per case and structure; the measured numbers "
+                                                                      "are in changes.csv.")
+        else:
+            doc.paragraph("The refinement guard kept the refinement for every structure of every case.")
 
     doc.heading("Per-structure metrics")
     header, rows = format_table(per_class, kind="per_class")

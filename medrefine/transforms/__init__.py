@@ -16,5 +16,6 @@ from medrefine.transforms.seed_expansion import (
 
 from medrefine.transforms.crf_refine import CRFLabelRefiner
 from medrefine.transforms.point_supervision import LoadPointsd, PointSeedsd, SimulatePointsd
+from medrefine.transforms.refinement_guard import GuardDecision, guard_refinement
 
-__all__ = ["CRFLabelRefiner", "LoadPointsd", "PointSeedsd", "SeedExpansion", "SeedExpansiond", "SimulatePointsd", "expand_point_set", "expand_seeds"]
+__all__ = ["CRFLabelRefiner", "GuardDecision", "LoadPointsd", "PointSeedsd", "SeedExpansion", "SeedExpansiond", "SimulatePointsd", "expand_point_set", "expand_seeds", "guard_refinement"]

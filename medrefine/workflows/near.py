@@ -313,14 +313,32 @@ def refine_cases(
     device: Any = None,
     progress: bool = False,
     mode: str | None = None,
-) -> list[dict[str, str]]:
-    """Refine every case and write the refined label, the uncertainty and the change map.
+    guard: bool = True,
+    min_volume_ratio: float = 0.5,
+    max_volume_ratio: float = 2.0,
+    max_components_lost: int = 0,
+    min_component_voxels: int = 27,
+    min_component_overlap: float = 0.2,
+    max_uncertainty: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Refine every case, guard it, and write the refined label, the uncertainty and the change map.
 
-    For each case, in ``output_dir``: ``refined/<case>.nii.gz`` (class labels, on the case's
-    original grid: same shape, spacing and affine as the input label), ``uncertainty/<case>.nii.gz``
-    (entropy of the decoded class probabilities divided by log K, in [0, 1]),
-    ``changes/<case>.nii.gz`` (0 where the refinement kept the input's class, else the new class)
-    and one row per case and class in ``changes.csv`` (voxels added to / removed from the class).
+    The guard (:func:`medrefine.transforms.guard_refinement`, on by default) compares each
+    structure of the decoded label with the input label on the case's original grid and keeps the
+    input for the structures the refinement erased, collapsed, exploded, split or is unsure of
+    (a structure absent from the input is never created); the fallbacks are logged in one line per
+    case and listed in ``changes.csv``.
+
+    For each case, in ``output_dir``: ``refined/<case>.nii.gz`` (class labels after the guard, on
+    the case's original grid: same shape, spacing and affine as the input label),
+    ``uncertainty/<case>.nii.gz`` (entropy of the decoded class probabilities divided by log K, in
+    [0, 1]), ``changes/<case>.nii.gz`` (0 where the refined label keeps the input's class, else the
+    new class) and one row per case and class in ``changes.csv``: voxels in the input, in the
+    refined label, added to / removed from the class, then the guard's ``action`` (``refined`` /
+    ``kept_input``; empty for a class in neither label and with ``guard=False``), ``reason`` (``"volume 0.02x input"``),
+    ``rule`` (``"volume < 0.5x input"``) and what it measured: ``decoded_voxels`` (the decoder's
+    label, before the guard), ``volume_ratio``, ``components``, ``components_lost``,
+    ``mean_uncertainty``.
 
     Args:
         network: a trained :class:`~medrefine.networks.ImplicitRefiner`.
@@ -339,12 +357,21 @@ def refine_cases(
         device: decoding device; defaults to the network's.
         progress: show a progress bar.
         mode: deprecated name of ``refine_mode``.
+        guard: keep the input for the structures the refinement is not trusted with. The config
+            key ``guard``. Default True; False writes the decoder's label unchecked.
+        min_volume_ratio, max_volume_ratio, max_components_lost, min_component_voxels,
+            min_component_overlap, max_uncertainty: the guard's thresholds (config keys
+            ``guard_<name>``; defaults 0.5, 2.0, 0, 27, 0.2, 0.5), see
+            :func:`~medrefine.transforms.guard_refinement`.
 
     Returns:
-        One dict per case with the written paths (``refined``, ``uncertainty``, ``changes``).
+        One dict per case with the written paths (``refined``, ``uncertainty``, ``changes``) and
+        ``guard``: the guard's decisions, one dict per structure (``case`` and the fields of
+        :class:`~medrefine.transforms.refinement_guard.GuardDecision`; None with ``guard=False``).
 
     Raises:
         InputError: an unknown ``refine_mode``, or (transductive) a case the model was not trained on.
+        ValueError: a guard threshold out of range (before anything is decoded).
     """
     import torch
     from tqdm.auto import tqdm
@@ -353,7 +380,13 @@ def refine_cases(
     from medrefine.engines import fit_latent
     from medrefine.inferers import decode_volume
     from medrefine.io import atomic_write, load_label, save_nifti
+    from medrefine.transforms.refinement_guard import check_guard_args, guard_refinement
 
+    thresholds = {"min_volume_ratio": min_volume_ratio, "max_volume_ratio": max_volume_ratio,
+                  "max_components_lost": max_components_lost, "min_component_voxels": min_component_voxels,
+                  "min_component_overlap": min_component_overlap, "max_uncertainty": max_uncertainty}
+    if guard:
+        check_guard_args(**thresholds)
     if mode is not None:
         import warnings
 
@@ -370,6 +403,7 @@ def refine_cases(
     network.to(device)
     fit_loss = model.build_loss(device) if (model is not None and mode == "inductive") else None
     k = int(network.out_channels)
+    class_names = dict(model.classes) if model is not None and getattr(model, "classes", None) else {}
     rows, written = [], []
     for item in tqdm(cases, desc=f"refining ({mode})", disable=not progress):
         case = str(item["case"])
@@ -397,6 +431,12 @@ def refine_cases(
             noisy = load_label(item["label_path"]).array
         else:
             refined, uncertainty, affine, noisy = label_cube, entropy_cube, np.eye(4), np.asarray(item["label"])
+        decisions = []
+        if guard:
+            refined, decisions = guard_refinement(noisy, refined, uncertainty, classes=class_names or None, **thresholds)
+            kept = [f"{d.class_name} ({d.reason})" for d in decisions if d.kept_input]
+            if kept:
+                logger.warning("%s: kept the input for %s", case, ", ".join(kept))
         changed = np.where(refined != noisy, refined, 0).astype(np.uint8)
         protect = [p for p in (item.get("image_path"), item.get("label_path"), item.get("clean_path")) if p]
         paths = {
@@ -408,11 +448,19 @@ def refine_cases(
             "changes": str(save_nifti(changed, output_dir / "changes" / f"{case}.nii.gz", affine=affine,
                                       protect=protect)),
         }
+        paths["guard"] = [{"case": case, **d.as_dict()} for d in decisions] if guard else None
         written.append(paths)
+        by_class = {d.class_id: d for d in decisions}
         for c in range(1, k):
             was, now = noisy == c, refined == c
+            d = by_class.get(c)
             rows.append({"case": case, "class_id": c, "input_voxels": int(was.sum()), "refined_voxels": int(now.sum()),
-                         "added": int((now & ~was).sum()), "removed": int((was & ~now).sum())})
+                         "added": int((now & ~was).sum()), "removed": int((was & ~now).sum()),
+                         "action": d.action if d else "",
+                         "reason": d.reason if d else "", "rule": d.rule if d else "",
+                         "decoded_voxels": d.refined_voxels if d else None, "volume_ratio": d.volume_ratio if d else None,
+                         "components": d.components if d else None, "components_lost": d.components_lost if d else None,
+                         "mean_uncertainty": d.mean_uncertainty if d else None})
     import pandas as pd
 
     with atomic_write(output_dir / "changes.csv") as tmp:
@@ -462,19 +510,24 @@ def evaluate_refinement(
 
     Writes in ``output_dir``: ``metrics_refined.csv`` and ``metrics_input.csv`` (refined and input
     labels against the clean reference, when the cases have one), ``metrics_change.csv`` (refined
-    against the input label: how much was changed), ``before_after.csv`` and ``report/``.
+    against the input label: how much was changed), ``before_after.csv`` and ``report/``, whose
+    top lists the structures where the guard kept the input (case, structure, reason).
 
     Args:
         cases: from :func:`load_refinement_cases` (with source paths).
         output_dir: the folder :func:`refine_cases` wrote to.
         classes: class table or count (background included).
-        refined: the dicts :func:`refine_cases` returned; default: ``refined/<case>.nii.gz``.
+        refined: the dicts :func:`refine_cases` returned (paths and the guard's decisions);
+            default: ``refined/<case>.nii.gz`` and the decisions in ``changes.csv``.
         nsd_tolerance_mm: tolerance of the normalised surface Dice.
         report: write the HTML/Markdown report.
         title: report title.
 
     Returns:
-        ``{"before_after": DataFrame or None, "report": Path or None, "metrics": {name: csv path}}``.
+        ``{"before_after": DataFrame or None, "guard": DataFrame or None, "report": Path or None,
+        "metrics": {name: csv path}}``; ``guard`` holds the guard's decisions (``case``,
+        ``class_id``, ``class_name``, ``action``, ``reason``, ``rule``, ...), None when the guard
+        did not run.
     """
     from medrefine.metrics import evaluate_pairs, write_metrics_csv
     from medrefine.metrics.evaluate import build_sources, write_sources
@@ -488,7 +541,9 @@ def evaluate_refinement(
 
         classes = default_classes(classes)
     images = {str(c["case"]): c.get("image_path") for c in cases}
-    out: dict[str, Any] = {"before_after": None, "report": None, "metrics": {}}
+    out: dict[str, Any] = {"before_after": None, "guard": _guard_table(refined, output_dir, classes), "report": None,
+                           "metrics": {}}
+    kept = None if out["guard"] is None else out["guard"][out["guard"]["action"] == "kept_input"]
 
     def score(name: str, pairs: list[tuple[str, str, str]]) -> Any:
         df = evaluate_pairs(pairs, classes=classes, nsd_tolerance_mm=nsd_tolerance_mm)
@@ -513,25 +568,72 @@ def evaluate_refinement(
             from medrefine.reports import write_report
 
             out["report"] = write_report(out["metrics"]["refined"], output_dir / "report", title=title,
-                                         compare={"input": out["metrics"]["input"]}, name="refined")
+                                         compare={"input": out["metrics"]["input"]}, name="refined", kept_input=kept)
     elif report:
         from medrefine.reports import write_report
 
         out["report"] = write_report(out["metrics"]["change"], output_dir / "report",
-                                     title=f"{title} (refined vs input; no clean reference)", name="refined")
+                                     title=f"{title} (refined vs input; no clean reference)", name="refined",
+                                     kept_input=kept)
     return out
 
 
+def _guard_table(refined: Sequence[Mapping[str, Any]] | None, output_dir: Path, classes: Mapping[int, str]) -> Any:
+    """The guard's decisions of every case (from :func:`refine_cases`' dicts, else ``changes.csv``), or None."""
+    import pandas as pd
+
+    if refined:
+        if any(r.get("guard") is None for r in refined):
+            return None
+        table = pd.DataFrame([d for r in refined for d in r["guard"]])
+    else:
+        csv = output_dir / "changes.csv"
+        if not csv.is_file():
+            return None
+        table = pd.read_csv(csv)
+        if "action" not in table.columns:
+            return None
+        table[["action", "reason", "rule"]] = table[["action", "reason", "rule"]].fillna("")
+        table = table[table["action"].isin(["refined", "kept_input"])].copy()
+        table["class_name"] = [str(classes.get(int(c), f"class_{c}")) for c in table["class_id"]]
+    if table.empty:
+        return None
+    return table.reset_index(drop=True)
+
+
+#: A structure whose refined Dice is below its input Dice by more than this is marked in the table.
+WORSE_THAN_INPUT = 0.01
+
+
 def format_evaluation(evaluation: Mapping[str, Any]) -> str:
-    """The before/after Dice table and the report path of :func:`evaluate_refinement`, as text."""
+    """The before/after Dice table, the guard's fallbacks and the report path of :func:`evaluate_refinement`, as text.
+
+    A structure whose mean refined Dice is below its input Dice by more than 0.01 is marked
+    ``< input``; each structure the guard kept the input for gets one line summarised over cases
+    (``kept the input for coronary_arteries in 8 of 8 cases (volume < 0.5x input in 8)``).
+    """
+    from collections import Counter
+
     lines = []
     table = evaluation.get("before_after")
     if table is not None:
         lines.append(f"{'class':<28} {'input Dice':>10} {'refined Dice':>12} {'change':>8}")
         for _, row in table.iterrows():
-            lines.append(f"{str(row['class_name']):<28} {row['before']:>10.3f} {row['after']:>12.3f} {row['delta']:>+8.3f}")
+            worse = int(row["class_id"]) != -1 and row["delta"] < -WORSE_THAN_INPUT
+            lines.append(f"{str(row['class_name']):<28} {row['before']:>10.3f} {row['after']:>12.3f} {row['delta']:>+8.3f}"
+                         + ("  < input" if worse else ""))
     else:
         lines.append("no clean reference: scored the refined labels against the input labels only")
+    guard = evaluation.get("guard")
+    if guard is not None:
+        n_cases = guard["case"].nunique()
+        kept = guard[guard["action"] == "kept_input"]
+        if kept.empty:
+            lines.append(f"guard: the refinement was kept for every structure of the {n_cases} cases")
+        for (_, name), group in kept.groupby(["class_id", "class_name"], sort=True):
+            rules = Counter(rule for text in group["rule"] for rule in str(text).split("; ") if rule)
+            why = ", ".join(f"{rule} in {count}" for rule, count in rules.most_common())
+            lines.append(f"kept the input for {name} in {group['case'].nunique()} of {n_cases} cases ({why})")
     for name, path in evaluation.get("metrics", {}).items():
         lines.append(f"metrics ({name}): {path}")
     if evaluation.get("report") is not None:

@@ -143,3 +143,25 @@ def test_absent_structures_are_left_out(tmp_path, metrics):
     write_report(pd.concat([metrics, extra]), tmp_path / "rep")
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| thyroid |" not in md and "not shown: thyroid" in md
+
+
+def test_structures_where_the_input_was_kept_come_right_after_the_summary(tmp_path, metrics):
+    kept = pd.DataFrame([{"case": "case_b", "class_name": "aorta", "reason": "volume 0.02x input", "action": "kept_input"},
+                         {"case": "case_c", "class_name": "kidney", "reason": "1 of 4 components lost", "action": "kept_input"}])
+    write_report(metrics, tmp_path / "rep", kept_input=kept)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| case_b | aorta | volume 0.02x input |" in md and "| case_c | kidney | 1 of 4 components lost |" in md
+    assert "kept the input label for 2 structure(s)" in md
+    assert md.index("## Summary") < md.index("## Structures where the input was kept") < md.index("## Per-structure metrics")
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "<td>case_b</td><td>aorta</td><td>volume 0.02x input</td>" in page
+
+
+def test_no_fallback_and_no_guard_are_told_apart(tmp_path, metrics):
+    write_report(metrics, tmp_path / "none", kept_input=[])
+    assert "kept the refinement for every structure of every case" in (tmp_path / "none" / "report.md").read_text()
+    write_report(metrics, tmp_path / "unguarded")
+    assert "input was kept" not in (tmp_path / "unguarded" / "report.md").read_text()
+    with pytest.raises(InputError, match="`kept_input` rows need case, class_name and reason; a row lacks reason"):
+        write_report(metrics, tmp_path / "bad", kept_input=[{"case": "case_a", "class_name": "liver"}])
+    assert not (tmp_path / "bad").exists()

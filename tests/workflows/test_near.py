@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -64,7 +65,8 @@ def test_refined_label_keeps_the_input_geometry(cohort, tmp_path):
         noisy = np.asarray(ref.dataobj)
         np.testing.assert_array_equal(changes != 0, (refined != noisy) & (refined != 0))
     table = (tmp_path / "out" / "changes.csv").read_text().splitlines()
-    assert table[0] == "case,class_id,input_voxels,refined_voxels,added,removed"
+    assert table[0] == ("case,class_id,input_voxels,refined_voxels,added,removed,action,reason,rule,decoded_voxels,"
+                        "volume_ratio,components,components_lost,mean_uncertainty")
     assert len(table) == 1 + 3 * 10
 
 
@@ -89,6 +91,12 @@ def test_train_export_load_refine_evaluate(cohort, tmp_path):
     assert table.iloc[-1]["class_name"] == "mean foreground"
     np.testing.assert_allclose(table["delta"], table["after"] - table["before"])
     assert "input Dice" in format_evaluation(result)
+    guard = result["guard"]  # the decisions refine_cases returned, one row per case and structure it checked
+    assert set(guard["case"]) == {"case_000", "case_001", "case_002"} and set(guard["action"]) <= {"refined", "kept_input"}
+    from_csv = evaluate_refinement(cases, tmp_path / "out", classes=11, report=False)["guard"]  # read back from changes.csv
+    key = ["case", "class_id"]
+    assert from_csv.sort_values(key)[key + ["action", "reason"]].values.tolist() == \
+        guard.sort_values(key)[key + ["action", "reason"]].values.tolist()
     with pytest.raises(InputError, match="case_001: the model was not trained on it"):
         refine_cases(fresh, cases[1:2], tmp_path / "x", trained_cases=["case_000"])
 
@@ -215,3 +223,122 @@ def test_model_folder_without_description_is_refused(tmp_path):
     (tmp_path / "models" / "cases.json").write_text('{"cases": ["a"]}')
     with pytest.raises(InputError, match=r"models/model\.json: model description not found .*train it again"):
         load_model(tmp_path / "models")
+
+
+# ------------------------------------------------------------------------------ the guard
+
+
+def _guard_case():
+    """One hand-built case (no original geometry): a 6^3 blob (class 1) and a 2x2x10 tube (class 2)."""
+    label = np.zeros((16, 16, 16), np.uint8)
+    label[2:8, 2:8, 2:8] = 1
+    label[12:14, 12:14, 3:13] = 2
+    return {"case": "a", "image": np.zeros((1, 16, 16, 16), np.float32), "label": label, "label_clean": None,
+            "info": None, "image_path": None, "label_path": None, "clean_path": None}
+
+
+def _decoding(monkeypatch, decoded):
+    """Make refine_cases' decoder return ``decoded`` (and zero uncertainty)."""
+    import medrefine.inferers
+
+    def fake(network, code, appearance, **kwargs):
+        return torch.as_tensor(decoded)[None], torch.zeros((1, *decoded.shape))
+
+    monkeypatch.setattr(medrefine.inferers, "decode_volume", fake)
+
+
+@pytest.fixture
+def erased_tube(monkeypatch):
+    case = _guard_case()
+    decoded = case["label"].copy()
+    decoded[2:8, 2:8, 7] = 0  # the blob loses a face (180 of 216: 0.83x, passes)
+    decoded[case["label"] == 2] = 0  # the tube is erased
+    _decoding(monkeypatch, decoded)
+    torch.manual_seed(0)
+    net = ImplicitRefiner(1, 3, latent_dim=4, grid_channels=(4,), grid_sizes=(3,), hidden_channels=(8,))
+    model = type("Model", (), {"cases": ["a"], "classes": {0: "background", 1: "blob", 2: "tube"}})()
+    return case, decoded, net, model
+
+
+def test_guard_keeps_the_erased_tube_and_says_so(erased_tube, tmp_path, caplog):
+    import pandas as pd
+
+    case, decoded, net, model = erased_tube
+    with caplog.at_level("WARNING", logger="medrefine.workflows.near"):
+        written = refine_cases(net, [case], tmp_path / "out", model=model)
+    assert [r.getMessage() for r in caplog.records] == [
+        "a: kept the input for tube (volume 0.00x input; 1 of 1 components lost)"
+    ]
+    refined = load_label(written[0]["refined"]).array
+    expected = decoded.copy()
+    expected[case["label"] == 2] = 2
+    np.testing.assert_array_equal(refined, expected)  # the blob refined, the tube as in the input
+    assert [(d["class_name"], d["action"], d["reason"]) for d in written[0]["guard"]] == [
+        ("blob", "refined", ""), ("tube", "kept_input", "volume 0.00x input; 1 of 1 components lost")
+    ]
+    table = pd.read_csv(tmp_path / "out" / "changes.csv", keep_default_na=False)
+    assert table[["class_id", "input_voxels", "refined_voxels", "decoded_voxels", "removed", "action", "reason", "rule"]] \
+        .values.tolist() == [
+        [1, 216, 180, 180, 36, "refined", "", ""],
+        [2, 40, 40, 0, 0, "kept_input", "volume 0.00x input; 1 of 1 components lost", "volume < 0.5x input; components lost"],
+    ]
+    assert table["components"].tolist() == [1, 1] and table["components_lost"].tolist() == [0, 1]
+    assert table["mean_uncertainty"].tolist() == [0.0, 0.0]
+
+
+def test_guard_off_writes_the_decoded_label(erased_tube, tmp_path):
+    import pandas as pd
+
+    case, decoded, net, model = erased_tube
+    written = refine_cases(net, [case], tmp_path / "out", model=model, guard=False)
+    np.testing.assert_array_equal(load_label(written[0]["refined"]).array, decoded)
+    assert written[0]["guard"] is None
+    table = pd.read_csv(tmp_path / "out" / "changes.csv", keep_default_na=False)
+    assert table["action"].tolist() == ["", ""] and table["refined_voxels"].tolist() == [180, 0]
+
+
+def test_guard_thresholds_are_passed_on_and_checked_first(erased_tube, tmp_path):
+    case, decoded, net, model = erased_tube
+    written = refine_cases(net, [case], tmp_path / "out", model=model, min_volume_ratio=0.0, min_component_voxels=41)
+    assert [d["action"] for d in written[0]["guard"]] == ["refined", "refined"]  # both checks that fired are off
+    with pytest.raises(ValueError, match=r"`min_component_overlap` must be in \(0, 1\], got 2"):
+        refine_cases(net, [case], tmp_path / "bad", model=model, min_component_overlap=2)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_refine_cases_guard_defaults_are_the_guards():
+    import inspect
+
+    from medrefine.transforms.refinement_guard import GUARD_DEFAULTS
+
+    params = inspect.signature(refine_cases).parameters
+    assert {name: params[name].default for name in GUARD_DEFAULTS} == GUARD_DEFAULTS
+    assert params["guard"].default is True
+    config = json.loads((Path(__file__).parents[2] / "bundles/annotation_refinement/configs/evaluate.json").read_text())
+    assert {name: config[f"guard_{name}"] for name in GUARD_DEFAULTS} == GUARD_DEFAULTS and config["guard"] is True
+
+
+def test_format_evaluation_lists_fallbacks_and_marks_losses():
+    import pandas as pd
+
+    before_after = pd.DataFrame([
+        {"class_id": 1, "class_name": "blob", "before": 0.80, "after": 0.90, "delta": 0.10},
+        {"class_id": 2, "class_name": "tube", "before": 0.50, "after": 0.485, "delta": -0.015},
+        {"class_id": 3, "class_name": "vein", "before": 0.50, "after": 0.495, "delta": -0.005},
+        {"class_id": -1, "class_name": "mean foreground", "before": 0.6, "after": 0.627, "delta": 0.027},
+    ])
+    guard = pd.DataFrame([
+        {"case": "a", "class_id": 2, "class_name": "tube", "action": "kept_input", "rule": "volume < 0.5x input; components lost"},
+        {"case": "b", "class_id": 2, "class_name": "tube", "action": "kept_input", "rule": "volume < 0.5x input"},
+        {"case": "c", "class_id": 2, "class_name": "tube", "action": "refined", "rule": ""},
+        {"case": "c", "class_id": 3, "class_name": "vein", "action": "kept_input", "rule": "components lost"},
+    ])
+    text = format_evaluation({"before_after": before_after, "guard": guard, "metrics": {}})
+    lines = text.splitlines()
+    assert lines[2].endswith("-0.015  < input") and lines[3].endswith("-0.005")  # more than 0.01 below the input only
+    assert lines[5:] == [
+        "kept the input for tube in 2 of 3 cases (volume < 0.5x input in 2, components lost in 1)",
+        "kept the input for vein in 1 of 3 cases (components lost in 1)",
+    ]
+    quiet = format_evaluation({"before_after": None, "guard": guard.assign(action="refined"), "metrics": {}})
+    assert "guard: the refinement was kept for every structure of the 3 cases" in quiet
