@@ -163,7 +163,8 @@ class HalfSpace(_Primitive):
 class Ellipsoid(_Primitive):
     """Ellipsoid with semi-axes ``semi_axes`` along the columns of ``rotation`` (body mm).
 
-    Distance by Quilez's approximation ``k0 (k0 - 1) / k1`` (exact on the surface and for spheres).
+    Distance outside by Quilez's approximation ``k0 (k0 - 1) / k1``, inside by
+    ``(k0 - 1) min(semi_axes)`` (both exact for spheres; exact sign everywhere).
     """
 
     def __init__(self, centre, semi_axes, rotation=None) -> None:
@@ -177,7 +178,8 @@ class Ellipsoid(_Primitive):
         a, b, c = (np.float32(s) for s in self.semi_axes)
         k0 = np.sqrt((u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2)
         k1 = np.sqrt((u / a**2) ** 2 + (v / b**2) ** 2 + (w / c**2) ** 2)
-        return k0 * (k0 - 1.0) / np.maximum(k1, 1e-6)
+        outside = k0 * (k0 - 1.0) / np.maximum(k1, 1e-6)
+        return np.where(k0 < 1.0, (k0 - 1.0) * np.float32(self.semi_axes.min()), outside)
 
 
 class Superellipsoid(Ellipsoid):
