@@ -325,7 +325,7 @@ def model_errors(
     1. missed distal branches: :func:`cut_distal_branches` keeps ``1 - 0.9 s .. 1 - 0.5 s`` of
        each tree's depth;
     2. leaks (``round(12 s)``): from a random border voxel of a class, grow into the connected
-       voxels within ``6 + 24 s`` mm whose (smoothed) intensity is within a tolerance of the
+       voxels within ``5 + 14 s`` mm whose (smoothed) intensity is within a tolerance of the
        class's median (needs ``image``; without it any neighbouring voxel may be taken);
     3. label swaps (``round(10 s)``): a pair of ``swap_pairs`` (default
        :data:`CARDIAC_SWAP_PAIRS`) trades the band of ``3 + 8 s`` mm along their shared border
@@ -381,7 +381,7 @@ def model_errors(
         if len(candidates) == 0:
             continue
         centre = candidates[rng.integers(len(candidates))]
-        region = similar & ball(centre, 6.0 + 24.0 * s)
+        region = similar & ball(centre, 5.0 + 14.0 * s)
         grown = ndimage.binary_propagation(ndimage.binary_dilation(mask) & region, mask=region)
         out[grown] = c
     pairs = [p for p in (CARDIAC_SWAP_PAIRS if swap_pairs is None else swap_pairs) if p[0] in classes and p[1] in classes]
@@ -420,7 +420,7 @@ def annotate(
     """Noisy label from one of :data:`NOISE_MODELS` at a severity.
 
     ``"slicewise"`` draws an annotator with :func:`draw_annotator` (at 1.3 times the severity)
-    and contours axially (array axis 2); ``"model"`` applies :func:`model_errors` (at 1.35 times
+    and contours axially (array axis 2); ``"model"`` applies :func:`model_errors` (at 1.5 times
     the severity); ``"mixed"`` does both, each at 0.6 of that. The factors make a named level
     give about the same mean foreground Dice with every model. Severity 0 returns an exact copy.
 
@@ -453,7 +453,7 @@ def annotate(
         s = 0.6 * s
     # step sizes per model at this severity, calibrated so that a named level gives about the
     # same mean foreground Dice with every model (docs/phantoms.md)
-    s_slice, s_model = 1.3 * s, 1.35 * s
+    s_slice, s_model = 1.3 * s, 1.5 * s
     out = label
     if model in ("slicewise", "mixed"):
         annotator = draw_annotator(min(1.0, s_slice), seed=np.random.default_rng(seeds[0]))
