@@ -188,7 +188,9 @@ def slicewise_contours(
             mask = vol[:, :, k] == c
             if not mask.any():
                 continue
-            bias = annotator.bias_mm if annotator.bias_mm >= 0 else annotator.bias_mm * min(1.0, max(0.25, depth[c] / 5.0))
+            bias = annotator.bias_mm
+            if bias < 0:
+                bias *= min(1.0, max(0.25, depth[c] / 5.0))
             # signed distance to the boundary half-way between pixel centres (negative inside)
             d = np.where(mask, 0.5 * min(sp) - ndimage.distance_transform_edt(mask, sampling=sp),
                          ndimage.distance_transform_edt(~mask, sampling=sp) - 0.5 * min(sp))
@@ -384,7 +386,8 @@ def model_errors(
         region = similar & ball(centre, 5.0 + 14.0 * s)
         grown = ndimage.binary_propagation(ndimage.binary_dilation(mask) & region, mask=region)
         out[grown] = c
-    pairs = [p for p in (CARDIAC_SWAP_PAIRS if swap_pairs is None else swap_pairs) if p[0] in classes and p[1] in classes]
+    pairs = [p for p in (CARDIAC_SWAP_PAIRS if swap_pairs is None else swap_pairs)
+             if p[0] in classes and p[1] in classes]
     for _ in range(int(round(10 * s)) if pairs else 0):  # swaps along shared borders
         a, b = pairs[int(rng.integers(len(pairs)))]
         if rng.random() < 0.5:
@@ -443,7 +446,8 @@ def annotate(
         >>> noisy = annotate(label, model="slicewise", severity="mild", spacing=1.5)  # doctest: +SKIP
     """
     if model not in NOISE_MODELS:
-        raise InputError(f"`model` must be one of {list(NOISE_MODELS)}, got {model!r}.{did_you_mean(model, NOISE_MODELS)}")
+        raise InputError(
+            f"`model` must be one of {list(NOISE_MODELS)}, got {model!r}.{did_you_mean(model, NOISE_MODELS)}")
     label = _check_label(label)
     s = _severity(severity)
     if s == 0:
@@ -459,5 +463,6 @@ def annotate(
         annotator = draw_annotator(min(1.0, s_slice), seed=np.random.default_rng(seeds[0]))
         out = slicewise_contours(out, annotator, spacing=spacing, seed=np.random.default_rng(seeds[1]))
     if model in ("model", "mixed"):
-        out = model_errors(out, image, severity=min(1.0, s_model), spacing=spacing, seed=np.random.default_rng(seeds[2]))
+        out = model_errors(out, image, severity=min(1.0, s_model), spacing=spacing,
+                           seed=np.random.default_rng(seeds[2]))
     return out

@@ -122,7 +122,8 @@ def _compose(shapes: dict, ev: Callable) -> dict[int, np.ndarray]:
         vein = smooth_min(ev(shapes[f"pv{k}_neck"]), ev(shapes[f"pv{k}_body"]), 1.0)
         pv = vein if pv is None else np.minimum(pv, vein)
     pv = np.maximum(pv, -la)
-    return {MYO: np.maximum(np.maximum(epi, -lv), -ao_raw), LA: la, LV: lv, RA: ra, RV: rv, AO: ao, PA: pa, LAA: laa, PV: pv,
+    myo = np.maximum(np.maximum(epi, -lv), -ao_raw)
+    return {MYO: myo, LA: la, LV: lv, RA: ra, RV: rv, AO: ao, PA: pa, LAA: laa, PV: pv,
             0: epi}
 
 
@@ -212,8 +213,10 @@ def draw_heart_anatomy(rng: np.random.Generator) -> HeartAnatomy:
     pa_r = u(10.0, 12.0)
     bif = pulm_valve + np.array([-6.0, -14.0, 22.0]) + rng.normal(0, 1.5, 3)
     shapes["pa"] = Tube([pulm_valve - (pulm_valve - c_rv) * 0.15, pulm_valve + [-3.0, -3.0, 9.0], bif], pa_r)
-    shapes["lpa"] = Tube([bif, bif + [-18.0, -10.0, 4.0], bif + [-40.0, -16.0, 4.0]], [pa_r * 0.8, pa_r * 0.75, 0.7 * pa_r])
-    shapes["rpa"] = Tube([bif, bif + [12.0, -14.0, 6.0], bif + [50.0, -20.0, 4.0]], [pa_r * 0.8, pa_r * 0.7, 0.65 * pa_r])
+    shapes["lpa"] = Tube([bif, bif + [-18.0, -10.0, 4.0], bif + [-40.0, -16.0, 4.0]],
+                         [pa_r * 0.8, pa_r * 0.75, 0.7 * pa_r])
+    shapes["rpa"] = Tube([bif, bif + [12.0, -14.0, 6.0], bif + [50.0, -20.0, 4.0]],
+                         [pa_r * 0.8, pa_r * 0.7, 0.65 * pa_r])
     # left atrial appendage: a narrow neck from the LA's left-anterior-superior side, then a lobe
     laa_dir = _unit(np.array([-0.8, 0.55, 0.05]) + rng.normal(0, 0.08, 3))
     laa_root = la_c + laa_dir * (la_axes * np.abs(laa_dir)).sum() * 0.7
@@ -259,7 +262,8 @@ def draw_heart_anatomy(rng: np.random.Generator) -> HeartAnatomy:
     lm = np.concatenate([ostium_l[None], lm])
     lad = _vessel_path(shapes, [lm[-1]] + [on_lv(ant, t) for t in np.linspace(groove_t + 8, l_cav + 4, 4)]
                        + [on_lv(ant - 40.0, l_cav + wall)], 2.0 + off)
-    lcx = _vessel_path(shapes, [lm[-1]] + [on_lv(phi, groove_t + 1.0) for phi in np.linspace(ant + 70, 190 + u(0, 40), 4)],
+    lcx_phi = np.linspace(ant + 70, 190 + u(0, 40), 4)
+    lcx = _vessel_path(shapes, [lm[-1]] + [on_lv(phi, groove_t + 1.0) for phi in lcx_phi],
                        1.9 + off)
     left = [Tube(lm, r_main), Tube(lad, radii(len(lad), r_main * 0.92, lo * 1.02)),
             Tube(lcx, radii(len(lcx), r_main * 0.85, lo * 1.05))]
@@ -288,7 +292,8 @@ def draw_heart_anatomy(rng: np.random.Generator) -> HeartAnatomy:
     rca = _vessel_path(shapes, [ostium_r + (ring[0] - ostium_r) * 0.2] + ring + [on_lv(post, groove_t + 4)],
                        2.1 + off)
     rca = np.concatenate([ostium_r[None], rca])
-    pda = _vessel_path(shapes, [rca[-1]] + [on_lv(post, t) for t in np.linspace(groove_t + 10, l_cav - 5, 3)], 1.7 + off)
+    pda = _vessel_path(shapes, [rca[-1]] + [on_lv(post, t) for t in np.linspace(groove_t + 10, l_cav - 5, 3)],
+                       1.7 + off)
     i_am = int(u(0.45, 0.6) * (len(rca) - 1))
     am_target = c_rv + e1 * 22.0 + apex * u(10, 20)
     am = _vessel_path(shapes, [rca[i_am], am_target], 1.6 + off)

@@ -141,7 +141,8 @@ def make_heart_sdf_cohort(
             if noise == "none":
                 noisy = label.copy()
             else:
-                noisy = annotate(label, model=noise_model, severity=noise, image=image, spacing=spacing, seed=noise_seed)
+                noisy = annotate(label, model=noise_model, severity=noise, image=image, spacing=spacing,
+                                 seed=noise_seed)
             affine = sdf_phantom_affine(shape, spacing)
             save_nifti(np.rint(image).clip(-1024, 3071).astype(np.int16), tmp / "images" / f"{name}.nii.gz",
                        affine=affine)

@@ -21,7 +21,8 @@ def test_layout_loads_with_cohort_and_near_readers(tmp_path):
                                      **SMALL)
     out = tmp_path / "sdf"
     assert datalist == out / "datalist.json"
-    assert sorted(p.name for p in out.iterdir()) == ["classes.json", "datalist.json", "images", "labels", "labels_noisy"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["classes.json", "datalist.json", "images", "labels", "labels_noisy"]
     assert not list(tmp_path.glob(".sdf.*"))  # no temporary folder left behind
     table = json.loads(datalist.read_text())
     assert table["numTraining"] == 2
