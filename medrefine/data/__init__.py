@@ -10,6 +10,6 @@ from medrefine._lazy import lazy_submodules
 
 __getattr__, __dir__ = lazy_submodules(
     __name__,
-    ("blobs", "classes", "cohort", "corruption", "datalist", "layouts", "phantoms", "prepare", "prepare_dataset", "shapes", "splits",
-     "validate"),
+    ("annotator_noise", "blobs", "classes", "cohort", "corruption", "datalist", "heart_sdf", "heart_sdf_cohort",
+     "layouts", "phantoms", "prepare", "prepare_dataset", "sdf", "shapes", "splits", "validate"),
 )

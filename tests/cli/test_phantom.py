@@ -52,3 +52,24 @@ def test_help_lists_options():
     assert result.exit_code == 0
     for option in ("--cases", "--size", "--noise", "--seed", "--out", "--overwrite"):
         assert option in result.output
+
+
+def run_sdf(*args: str):
+    return CliRunner().invoke(cli, ["phantom", "heart-sdf", *args], catch_exceptions=False)
+
+
+def test_heart_sdf_writes_the_same_layout(tmp_path):
+    out = tmp_path / "sdf"
+    result = run_sdf("--cases", "1", "--size", "24", "--spacing", "4", "--noise-model", "model", "--out", str(out),
+                     "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "Wrote 1 SDF heart phantom cases (24^3 at 4.0 mm, noise moderate, model)" in result.output
+    entry = json.loads((out / "datalist.json").read_text())["training"][0]
+    assert entry["label"] == "labels_noisy/case_000.nii.gz" and (out / entry["label_clean"]).is_file()
+
+
+def test_heart_sdf_rejects_unknown_noise_model(tmp_path):
+    result = run_sdf("--noise-model", "slicewize", "--out", str(tmp_path / "x"))
+    assert result.exit_code == 2
+    assert "'slicewize' is not one of" in result.output
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,171 @@
+"""Cohorts of SDF heart phantoms on disk, in the layout of :func:`~medrefine.data.phantoms.make_cardiac_cohort`.
+
+The layout is the same as the first family's (``images/``, ``labels/`` (clean), ``labels_noisy/``,
+``classes.json``, ``datalist.json`` with ``image``, ``label`` (noisy), ``label_clean``, ``case``), so
+every reader, bundle and benchmark takes either family: tune a recipe on one, report it on the
+other.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medrefine.data.annotator_noise import NOISE_MODELS, SEVERITY_LEVELS, annotate
+from medrefine.data.datalist import write_datalist
+from medrefine.data.heart_sdf import make_heart_sdf_phantom, sdf_phantom_affine
+from medrefine.data.phantoms import CARDIAC_CLASSES
+from medrefine.errors import InputError, did_you_mean
+
+__all__ = ["NOISE_LEVELS", "make_heart_sdf_cohort"]
+
+logger = logging.getLogger(__name__)
+
+#: Accepted ``noise`` names of :func:`make_heart_sdf_cohort`.
+NOISE_LEVELS = ("none", *SEVERITY_LEVELS)
+
+
+def _check_noise(noise) -> None:
+    if isinstance(noise, str):
+        if noise not in NOISE_LEVELS:
+            raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}."
+                             f"{did_you_mean(noise, NOISE_LEVELS)}")
+    elif isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= float(noise) <= 1.0:
+        raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}")
+
+
+def _replace_folder(tmp: Path, out_dir: Path) -> None:
+    """Move the finished ``tmp`` onto ``out_dir`` (replacing an old one only at the end)."""
+    old = None
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+            old.rmdir()
+            out_dir.rename(old)
+        else:
+            out_dir.rmdir()
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def make_heart_sdf_cohort(
+    out_dir: str | Path,
+    *,
+    cases: int = 8,
+    size: int | Sequence[int] = 64,
+    spacing_mm: float = 1.5,
+    noise: str | float = "moderate",
+    noise_model: str = "mixed",
+    supersample: int = 3,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Write a cohort of SDF heart phantoms with clean and noisy labels, and its datalist.
+
+    Layout (paths in the datalist are relative to it)::
+
+        out_dir/images/case_000.nii.gz        CT (int16 HU)
+        out_dir/labels/case_000.nii.gz        clean label (uint8, 0..10)
+        out_dir/labels_noisy/case_000.nii.gz  label after :func:`~medrefine.data.annotator_noise.annotate`
+        out_dir/classes.json                  {"0": "background", "1": "myocardium", ...}
+        out_dir/datalist.json                 {"training": [{"case", "image", "label" (noisy),
+                                               "label_clean"}, ...], "labels": ..., ...}
+
+    Built in a temporary sibling folder and renamed into place at the end. Case ``i`` uses the
+    phantom seed ``SeedSequence([seed, i])`` and the noise seed ``SeedSequence([seed, i, 2])``.
+
+    Args:
+        out_dir: folder to create; it may exist only if empty, unless ``overwrite``.
+        cases: number of cases (>= 1). Default 8.
+        size: voxels per axis (int or 3 ints). Default 64.
+        spacing_mm: voxel size in mm. Default 1.5 (96 mm field of view at 64^3).
+        noise: ``"none"``, ``"mild"``, ``"moderate"``, ``"severe"`` or a severity in [0, 1].
+        noise_model: one of :data:`~medrefine.data.annotator_noise.NOISE_MODELS`. Default
+            ``"mixed"``.
+        supersample: samples per voxel and axis of the image (odd). Default 3.
+        seed: cohort seed. Default 0.
+        overwrite: replace a non-empty ``out_dir``. Default False.
+        progress: tqdm progress bar on stderr. Default False.
+
+    Returns:
+        Path of ``datalist.json``.
+
+    Raises:
+        InputError: ``out_dir`` is a file or a non-empty folder (without ``overwrite``); bad
+            ``cases``, ``size``, ``spacing_mm``, ``noise`` or ``noise_model`` (did-you-mean).
+
+    Example:
+        >>> make_heart_sdf_cohort("sdf", cases=2, noise_model="slicewise")  # doctest: +SKIP
+        PosixPath('sdf/datalist.json')
+    """
+    from medrefine.data.classes import save_classes
+    from medrefine.io import save_nifti
+
+    out_dir = Path(out_dir)
+    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
+        raise InputError(f"`cases` must be a positive integer, got {cases!r}")
+    _check_noise(noise)
+    if noise_model not in NOISE_MODELS:
+        raise InputError(f"`noise_model` must be one of {list(NOISE_MODELS)}, got {noise_model!r}."
+                         f"{did_you_mean(noise_model, NOISE_MODELS)}")
+    make_heart_sdf_phantom(8, spacing_mm=spacing_mm, supersample=supersample)  # argument checks, cheap
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir}: exists and is not a folder; choose another output folder")
+        if any(out_dir.iterdir()) and not overwrite:
+            raise InputError(f"{out_dir}: output folder exists and is not empty; choose a new folder or pass "
+                             "overwrite=True (CLI: --overwrite) to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        entries, shape, spacing = [], None, None
+        iterator = range(int(cases))
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc="sdf phantoms", unit="case")
+        for i in iterator:
+            name = f"case_{i:03d}"
+            case_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            noise_seed = int(np.random.SeedSequence([seed, i, 2]).generate_state(1)[0])
+            image, label, spacing = make_heart_sdf_phantom(size, seed=case_seed, spacing_mm=spacing_mm,
+                                                           supersample=supersample)
+            shape = label.shape
+            if noise == "none":
+                noisy = label.copy()
+            else:
+                noisy = annotate(label, model=noise_model, severity=noise, image=image, spacing=spacing,
+                                 seed=noise_seed)
+            affine = sdf_phantom_affine(shape, spacing)
+            save_nifti(np.rint(image).clip(-1024, 3071).astype(np.int16), tmp / "images" / f"{name}.nii.gz",
+                       affine=affine)
+            save_nifti(label, tmp / "labels" / f"{name}.nii.gz", affine=affine)
+            save_nifti(noisy, tmp / "labels_noisy" / f"{name}.nii.gz", affine=affine)
+            entries.append({"case": name, "image": f"images/{name}.nii.gz", "label": f"labels_noisy/{name}.nii.gz",
+                            "label_clean": f"labels/{name}.nii.gz"})
+        save_classes(CARDIAC_CLASSES, tmp / "classes.json")
+        write_datalist({
+            "name": "medrefine SDF heart phantoms",
+            "description": (
+                f"{cases} SDF cardiac CT phantoms ({'x'.join(map(str, shape))} voxels, spacing "
+                f"{tuple(round(s, 4) for s in spacing)} mm), annotation noise {noise!r} ({noise_model}), seed "
+                f"{seed}; 'label' is the noisy label, 'label_clean' the reference"
+            ),
+            "labels": {str(k): v for k, v in CARDIAC_CLASSES.items()},
+            "numTraining": len(entries),
+            "training": entries,
+            "test": [],
+        }, tmp / "datalist.json")
+        _replace_folder(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("wrote %d SDF phantom cases to %s", cases, out_dir)
+    return out_dir / "datalist.json"
