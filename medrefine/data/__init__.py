@@ -11,5 +11,6 @@ from medrefine._lazy import lazy_submodules
 __getattr__, __dir__ = lazy_submodules(
     __name__,
     ("annotator_noise", "blobs", "classes", "cohort", "corruption", "datalist", "heart_sdf", "heart_sdf_cohort",
+     "phantom_cohort",
      "layouts", "phantoms", "prepare", "prepare_dataset", "sdf", "shapes", "splits", "validate"),
 )

@@ -9,15 +9,12 @@ other.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from medrefine.data.annotator_noise import NOISE_MODELS, SEVERITY_LEVELS, annotate
-from medrefine.data.datalist import write_datalist
 from medrefine.data.heart_sdf import make_heart_sdf_phantom, sdf_phantom_affine
 from medrefine.data.phantoms import CARDIAC_CLASSES
 from medrefine.errors import InputError, did_you_mean
@@ -37,21 +34,6 @@ def _check_noise(noise) -> None:
                              f"{did_you_mean(noise, NOISE_LEVELS)}")
     elif isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= float(noise) <= 1.0:
         raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}")
-
-
-def _replace_folder(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` onto ``out_dir`` (replacing an old one only at the end)."""
-    old = None
-    if out_dir.exists():
-        if any(out_dir.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-        else:
-            out_dir.rmdir()
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def make_heart_sdf_cohort(
@@ -105,10 +87,8 @@ def make_heart_sdf_cohort(
         >>> make_heart_sdf_cohort("sdf", cases=2, noise_model="slicewise")  # doctest: +SKIP
         PosixPath('sdf/datalist.json')
     """
-    from medrefine.data.classes import save_classes
-    from medrefine.io import save_nifti
+    from medrefine.data.phantom_cohort import check_output_folder, write_phantom_cohort
 
-    out_dir = Path(out_dir)
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise InputError(f"`cases` must be a positive integer, got {cases!r}")
     _check_noise(noise)
@@ -116,56 +96,23 @@ def make_heart_sdf_cohort(
         raise InputError(f"`noise_model` must be one of {list(NOISE_MODELS)}, got {noise_model!r}."
                          f"{did_you_mean(noise_model, NOISE_MODELS)}")
     make_heart_sdf_phantom(8, spacing_mm=spacing_mm, supersample=supersample)  # argument checks, cheap
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InputError(f"{out_dir}: exists and is not a folder; choose another output folder")
-        if any(out_dir.iterdir()) and not overwrite:
-            raise InputError(f"{out_dir}: output folder exists and is not empty; choose a new folder or pass "
-                             "overwrite=True (CLI: --overwrite) to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        entries, shape, spacing = [], None, None
-        iterator = range(int(cases))
-        if progress:
-            from tqdm.auto import tqdm
+    check_output_folder(out_dir, overwrite)
 
-            iterator = tqdm(iterator, desc="sdf phantoms", unit="case")
-        for i in iterator:
-            name = f"case_{i:03d}"
-            case_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            noise_seed = int(np.random.SeedSequence([seed, i, 2]).generate_state(1)[0])
-            image, label, spacing = make_heart_sdf_phantom(size, seed=case_seed, spacing_mm=spacing_mm,
-                                                           supersample=supersample)
-            shape = label.shape
-            if noise == "none":
-                noisy = label.copy()
-            else:
-                noisy = annotate(label, model=noise_model, severity=noise, image=image, spacing=spacing,
-                                 seed=noise_seed)
-            affine = sdf_phantom_affine(shape, spacing)
-            save_nifti(np.rint(image).clip(-1024, 3071).astype(np.int16), tmp / "images" / f"{name}.nii.gz",
-                       affine=affine)
-            save_nifti(label, tmp / "labels" / f"{name}.nii.gz", affine=affine)
-            save_nifti(noisy, tmp / "labels_noisy" / f"{name}.nii.gz", affine=affine)
-            entries.append({"case": name, "image": f"images/{name}.nii.gz", "label": f"labels_noisy/{name}.nii.gz",
-                            "label_clean": f"labels/{name}.nii.gz"})
-        save_classes(CARDIAC_CLASSES, tmp / "classes.json")
-        write_datalist({
-            "name": "medrefine SDF heart phantoms",
-            "description": (
-                f"{cases} SDF cardiac CT phantoms ({'x'.join(map(str, shape))} voxels, spacing "
-                f"{tuple(round(s, 4) for s in spacing)} mm), annotation noise {noise!r} ({noise_model}), seed "
-                f"{seed}; 'label' is the noisy label, 'label_clean' the reference"
-            ),
-            "labels": {str(k): v for k, v in CARDIAC_CLASSES.items()},
-            "numTraining": len(entries),
-            "training": entries,
-            "test": [],
-        }, tmp / "datalist.json")
-        _replace_folder(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("wrote %d SDF phantom cases to %s", cases, out_dir)
-    return out_dir / "datalist.json"
+    def make_case(i: int):
+        case_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+        noise_seed = int(np.random.SeedSequence([seed, i, 2]).generate_state(1)[0])
+        image, label, spacing = make_heart_sdf_phantom(size, seed=case_seed, spacing_mm=spacing_mm,
+                                                       supersample=supersample)
+        noisy = label.copy() if noise == "none" else annotate(label, model=noise_model, severity=noise, image=image,
+                                                              spacing=spacing, seed=noise_seed)
+        return image, label, noisy, sdf_phantom_affine(label.shape, spacing)
+
+    edge = "x".join(map(str, (size,) * 3 if np.isscalar(size) else size))
+    return write_phantom_cohort(
+        out_dir, cases, make_case, classes=CARDIAC_CLASSES, name="medrefine SDF heart phantoms",
+        description=(
+            f"{cases} SDF cardiac CT phantoms ({edge} voxels, spacing {float(spacing_mm)} mm), annotation noise "
+            f"{noise!r} ({noise_model}), seed {seed}; 'label' is the noisy label, 'label_clean' the reference"
+        ),
+        overwrite=overwrite, progress=progress,
+    )  # fmt: skip

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from medrefine.data.datalist import write_datalist
 from medrefine.data.shapes import (
     Grid,
     paint_ellipsoid,
@@ -483,14 +482,9 @@ def make_cardiac_cohort(
         >>> make_cardiac_cohort("cohort", cases=2, size=32, noise="mild")  # doctest: +SKIP
         PosixPath('cohort/datalist.json')
     """
-    import shutil
-    import tempfile
-
-    from medrefine.data.classes import save_classes
     from medrefine.data.corruption import corrupt_label
-    from medrefine.io import save_nifti
+    from medrefine.data.phantom_cohort import check_output_folder, write_phantom_cohort
 
-    out_dir = Path(out_dir)
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise InputError(f"`cases` must be a positive integer, got {cases!r}")
     shape = _check_size(size)
@@ -500,74 +494,26 @@ def make_cardiac_cohort(
                              f"{did_you_mean(noise, NOISE_LEVELS)}")
     elif not (isinstance(noise, (int, float)) and 0.0 <= float(noise) <= 1.0) or isinstance(noise, bool):
         raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}")
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InputError(f"{out_dir}: exists and is not a folder; choose another output folder")
-        if any(out_dir.iterdir()) and not overwrite:
-            raise InputError(
-                f"{out_dir}: output folder exists and is not empty; choose a new folder or pass "
-                "overwrite=True (CLI: --overwrite) to replace it"
-            )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        entries = []
-        iterator = range(int(cases))
-        if progress:
-            from tqdm.auto import tqdm
+    check_output_folder(out_dir, overwrite)
+    spacing = _check_spacing(None, shape)
 
-            iterator = tqdm(iterator, desc="phantoms", unit="case")
-        spacing_used = None
-        for i in iterator:
-            name = f"case_{i:03d}"
-            case_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            noise_seed = int(np.random.SeedSequence([seed, i, 1]).generate_state(1)[0])
-            image, label, spacing_used = make_cardiac_phantom(shape, seed=case_seed)
-            if noise == "none" or (not isinstance(noise, str) and float(noise) == 0.0):
-                noisy = label.copy()
-            else:
-                noisy = corrupt_label(label, severity=noise, seed=noise_seed, num_classes=len(CARDIAC_CLASSES),
-                                      spacing=spacing_used)
-            affine = phantom_affine(shape, spacing_used)
-            save_nifti(np.rint(image).clip(-1024, 3071).astype(np.int16), tmp / "images" / f"{name}.nii.gz",
-                       affine=affine)
-            save_nifti(label, tmp / "labels" / f"{name}.nii.gz", affine=affine)
-            save_nifti(noisy, tmp / "labels_noisy" / f"{name}.nii.gz", affine=affine)
-            entries.append({
-                "case": name,
-                "image": f"images/{name}.nii.gz",
-                "label": f"labels_noisy/{name}.nii.gz",
-                "label_clean": f"labels/{name}.nii.gz",
-            })
-        save_classes(CARDIAC_CLASSES, tmp / "classes.json")
-        datalist = {
-            "name": "medrefine cardiac phantoms",
-            "description": (
-                f"{cases} synthetic cardiac CT phantoms ({'x'.join(map(str, shape))} voxels, spacing "
-                f"{tuple(round(s, 4) for s in spacing_used)} mm), annotation noise {noise!r}, seed {seed}; "
-                "'label' is the noisy label, 'label_clean' the reference"
-            ),
-            "labels": {str(k): v for k, v in CARDIAC_CLASSES.items()},
-            "numTraining": len(entries),
-            "training": entries,
-            "test": [],
-        }
-        write_datalist(datalist, tmp / "datalist.json")
-        if out_dir.exists():
-            old = None
-            if any(out_dir.iterdir()):
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-                old.rmdir()
-                out_dir.rename(old)
-            else:
-                out_dir.rmdir()
-            tmp.rename(out_dir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+    def make_case(i: int):
+        case_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+        noise_seed = int(np.random.SeedSequence([seed, i, 1]).generate_state(1)[0])
+        image, label, spacing_used = make_cardiac_phantom(shape, seed=case_seed)
+        if noise == "none" or (not isinstance(noise, str) and float(noise) == 0.0):
+            noisy = label.copy()
         else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("wrote %d phantom cases to %s", cases, out_dir)
-    return out_dir / "datalist.json"
+            noisy = corrupt_label(label, severity=noise, seed=noise_seed, num_classes=len(CARDIAC_CLASSES),
+                                  spacing=spacing_used)
+        return image, label, noisy, phantom_affine(shape, spacing_used)
+
+    return write_phantom_cohort(
+        out_dir, cases, make_case, classes=CARDIAC_CLASSES, name="medrefine cardiac phantoms",
+        description=(
+            f"{cases} synthetic cardiac CT phantoms ({'x'.join(map(str, shape))} voxels, spacing "
+            f"{tuple(round(s, 4) for s in spacing)} mm), annotation noise {noise!r}, seed {seed}; "
+            "'label' is the noisy label, 'label_clean' the reference"
+        ),
+        overwrite=overwrite, progress=progress,
+    )  # fmt: skip
