@@ -51,14 +51,9 @@ def make_heart_sdf_cohort(
 ) -> Path:
     """Write a cohort of SDF heart phantoms with clean and noisy labels, and its datalist.
 
-    Layout (paths in the datalist are relative to it)::
-
-        out_dir/images/case_000.nii.gz        CT (int16 HU)
-        out_dir/labels/case_000.nii.gz        clean label (uint8, 0..10)
-        out_dir/labels_noisy/case_000.nii.gz  label after :func:`~medrefine.data.annotator_noise.annotate`
-        out_dir/classes.json                  {"0": "background", "1": "myocardium", ...}
-        out_dir/datalist.json                 {"training": [{"case", "image", "label" (noisy),
-                                               "label_clean"}, ...], "labels": ..., ...}
+    The layout of :mod:`medrefine.data.phantom_cohort` (``images/``, ``labels/`` clean,
+    ``labels_noisy/`` after :func:`~medrefine.data.annotator_noise.annotate`, ``classes.json``,
+    ``datalist.json`` with ``label`` = noisy and ``label_clean``).
 
     Built in a temporary sibling folder and renamed into place at the end. Case ``i`` uses the
     phantom seed ``SeedSequence([seed, i])`` and the noise seed ``SeedSequence([seed, i, 2])``.

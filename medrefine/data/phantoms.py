@@ -448,14 +448,9 @@ def make_cardiac_cohort(
 ) -> Path:
     """Write a cohort of cardiac phantoms with clean and noisy labels, and its datalist.
 
-    Layout (paths in the datalist are relative to it)::
-
-        out_dir/images/case_000.nii.gz        CT (int16 HU)
-        out_dir/labels/case_000.nii.gz        clean label (uint8, 0..10)
-        out_dir/labels_noisy/case_000.nii.gz  label after :func:`~medrefine.data.corruption.corrupt_label`
-        out_dir/classes.json                  {"0": "background", "1": "myocardium", ...}
-        out_dir/datalist.json                 {"training": [{"case", "image", "label" (noisy),
-                                               "label_clean"}, ...], "labels": ..., ...}
+    The layout of :mod:`medrefine.data.phantom_cohort` (``images/``, ``labels/`` clean,
+    ``labels_noisy/`` after :func:`~medrefine.data.corruption.corrupt_label`, ``classes.json``,
+    ``datalist.json`` with ``label`` = noisy and ``label_clean``).
 
     The cohort is built in a temporary sibling folder and renamed into place at the end, so an
     interrupted run leaves nothing half-written. Case ``i`` uses the phantom seed
