@@ -11,4 +11,4 @@ from __future__ import annotations
 
 from medrefine._lazy import lazy_submodules
 
-__getattr__, __dir__ = lazy_submodules(__name__, ("models", "near", "segmentation", "point_supervision", "training"))
+__getattr__, __dir__ = lazy_submodules(__name__, ("models", "near", "near_evaluation", "segmentation", "point_supervision", "training"))
