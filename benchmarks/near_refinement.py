@@ -181,9 +181,10 @@ def train_near(cases, args, workdir: Path):
     trainer.run()
     seconds = time.perf_counter() - start
     # the bundle's path: model.pt + model.json (the last weights: no reference label chooses them), built back
+    from medrefine.data.phantoms import CARDIAC_CLASSES
     from medrefine.workflows.near import export_model, load_model
 
-    export_model(trainer, cases, workdir / "export",
+    export_model(trainer, cases, workdir / "export", classes=getattr(args, "class_table", None) or CARDIAC_CLASSES,
                  preprocessing={"resolution": args.resolution, "margin_mm": 10.0, "window": list(WINDOW)})
     net, model = load_model(workdir / "export")
     return net, model, seconds
@@ -358,6 +359,7 @@ def run_real_ct(args, workdir: Path) -> None:
     k = len(classes)
     cases = load_refinement_cases(d, size=args.resolution, num_classes=k, margin_mm=5.0, window=(-160.0, 240.0))
     args.num_classes = k
+    args.class_table = classes
     args_epochs = args.epochs
     args.batch_size = 1
     net, model, seconds = train_near(cases, args, d / "train")
