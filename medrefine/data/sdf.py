@@ -18,6 +18,8 @@ MONAI and scipy have no SDF modelling; this module is the small part of it the p
 
 from __future__ import annotations
 
+import abc
+
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,15 +122,16 @@ class SampleBlock:
         return np.full(self.shape, FAR, np.float32)
 
 
-class _Primitive:
+class _Primitive(abc.ABC):
     """A shape with a bounding sphere (body frame); ``render`` fills the block (world mm)."""
 
     centre: np.ndarray
     bound: float
     margin: float = 8.0
 
-    def distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Signed distance (body-frame units) at the points ``(x, y, z)``."""
 
     def render(self, block: SampleBlock) -> np.ndarray:
         out = block.far()
