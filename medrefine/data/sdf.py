@@ -19,7 +19,6 @@ MONAI and scipy have no SDF modelling; this module is the small part of it the p
 from __future__ import annotations
 
 import abc
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
