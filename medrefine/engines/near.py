@@ -396,7 +396,6 @@ class AutoDecoderEvaluator(Evaluator):
         current = metrics["val_mean_dice"]
         if engine.state.best_metric_epoch == -1 or current > engine.state.best_metric:
             engine.state.best_metric, engine.state.best_metric_epoch = current, engine.state.epoch
-        logger.info("epoch %d: %s", engine.state.epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
     @property
     def best_checkpoint(self) -> Path | None:
