@@ -52,8 +52,7 @@ from medrefine.data.sdf import (
 )
 from medrefine.errors import InputError
 
-__all__ = ["CONTRAST_PHASES", "CORONARY_RADIUS_MM", "HeartAnatomy", "draw_heart_anatomy", "make_heart_sdf_phantom",
-           "sdf_phantom_affine"]
+__all__ = ["CONTRAST_PHASES", "CORONARY_RADIUS_MM", "HeartAnatomy", "draw_heart_anatomy", "make_heart_sdf_phantom"]
 
 logger = logging.getLogger(__name__)
 
@@ -442,18 +441,6 @@ def _check_spacing(spacing_mm) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def sdf_phantom_affine(shape: Sequence[int], spacing_mm: Sequence[float]) -> np.ndarray:
-    """RAS+ affine of a phantom grid: axis-aligned, the field-of-view centre at the world origin.
-
-    Example:
-        >>> float(sdf_phantom_affine((64, 64, 64), (1.5, 1.5, 1.5))[0, 3])
-        -47.25
-    """
-    affine = np.diag([*map(float, spacing_mm), 1.0])
-    affine[:3, 3] = [-(n - 1) / 2.0 * s for n, s in zip(shape, spacing_mm)]
-    return affine
-
-
 def make_heart_sdf_phantom(
     size: int | Sequence[int] = 64,
     *,
@@ -477,7 +464,7 @@ def make_heart_sdf_phantom(
 
     Returns:
         ``(image, label, spacing)``: float32 HU ``(X, Y, Z)``, uint8 label 0..10, spacing (mm).
-        Axes are (R, A, S) as in :func:`sdf_phantom_affine`.
+        Axes are (R, A, S) as in :func:`~medrefine.data.phantoms.phantom_affine`.
 
     Raises:
         InputError: bad ``size``, ``spacing_mm`` or ``supersample``.

@@ -14,27 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from medrefine.data.annotator_noise import NOISE_MODELS, SEVERITY_LEVELS, annotate
-from medrefine.data.heart_sdf import make_heart_sdf_phantom, sdf_phantom_affine
-from medrefine.data.phantoms import CARDIAC_CLASSES
+from medrefine.data.annotator_noise import NOISE_MODELS, annotate
+from medrefine.data.heart_sdf import make_heart_sdf_phantom
+from medrefine.data.phantom_cohort import NOISE_LEVELS
+from medrefine.data.phantoms import CARDIAC_CLASSES, phantom_affine
 from medrefine.errors import InputError, did_you_mean
 
 __all__ = ["NOISE_LEVELS", "make_heart_sdf_cohort"]
 
 logger = logging.getLogger(__name__)
-
-#: Accepted ``noise`` names of :func:`make_heart_sdf_cohort`.
-NOISE_LEVELS = ("none", *SEVERITY_LEVELS)
-
-
-def _check_noise(noise) -> None:
-    if isinstance(noise, str):
-        if noise not in NOISE_LEVELS:
-            raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}."
-                             f"{did_you_mean(noise, NOISE_LEVELS)}")
-    elif isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= float(noise) <= 1.0:
-        raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}")
-
 
 def make_heart_sdf_cohort(
     out_dir: str | Path,
@@ -82,16 +70,13 @@ def make_heart_sdf_cohort(
         >>> make_heart_sdf_cohort("sdf", cases=2, noise_model="slicewise")  # doctest: +SKIP
         PosixPath('sdf/datalist.json')
     """
-    from medrefine.data.phantom_cohort import check_output_folder, write_phantom_cohort
+    from medrefine.data.phantom_cohort import check_noise_level, write_phantom_cohort
 
-    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
-        raise InputError(f"`cases` must be a positive integer, got {cases!r}")
-    _check_noise(noise)
+    check_noise_level(noise)
     if noise_model not in NOISE_MODELS:
         raise InputError(f"`noise_model` must be one of {list(NOISE_MODELS)}, got {noise_model!r}."
                          f"{did_you_mean(noise_model, NOISE_MODELS)}")
     make_heart_sdf_phantom(8, spacing_mm=spacing_mm, supersample=supersample)  # argument checks, cheap
-    check_output_folder(out_dir, overwrite)
 
     def make_case(i: int):
         case_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
@@ -100,7 +85,7 @@ def make_heart_sdf_cohort(
                                                        supersample=supersample)
         noisy = label.copy() if noise == "none" else annotate(label, model=noise_model, severity=noise, image=image,
                                                               spacing=spacing, seed=noise_seed)
-        return image, label, noisy, sdf_phantom_affine(label.shape, spacing)
+        return image, label, noisy, phantom_affine(label.shape, spacing)
 
     edge = "x".join(map(str, (size,) * 3 if np.isscalar(size) else size))
     return write_phantom_cohort(

@@ -24,14 +24,27 @@ from pathlib import Path
 
 import numpy as np
 
-from medrefine.errors import InputError
+from medrefine.errors import InputError, did_you_mean
 
-__all__ = ["PhantomCase", "check_output_folder", "write_phantom_cohort"]
+__all__ = ["NOISE_LEVELS", "PhantomCase", "check_noise_level", "check_output_folder", "write_phantom_cohort"]
 
 logger = logging.getLogger(__name__)
 
+#: Accepted ``noise`` names of the phantom cohorts (a float severity in [0, 1] is accepted too).
+NOISE_LEVELS = ("none", "mild", "moderate", "severe")
+
 #: What ``make_case(i)`` returns: ``(image HU, clean label, noisy label, affine)``.
 PhantomCase = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def check_noise_level(noise: str | float) -> None:
+    """Refuse a ``noise`` that is neither one of :data:`NOISE_LEVELS` nor a float in [0, 1] (did-you-mean)."""
+    if isinstance(noise, str):
+        if noise not in NOISE_LEVELS:
+            raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}."
+                             f"{did_you_mean(noise, NOISE_LEVELS)}")
+    elif isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= float(noise) <= 1.0:
+        raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}")
 
 
 def check_output_folder(out_dir: str | Path, overwrite: bool) -> Path:

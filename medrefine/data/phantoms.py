@@ -40,7 +40,8 @@ from medrefine.data.shapes import (
     smooth_field,
     spline,
 )
-from medrefine.errors import InputError, did_you_mean
+from medrefine.data.phantom_cohort import NOISE_LEVELS
+from medrefine.errors import InputError
 
 __all__ = [
     "CARDIAC_CLASSES",
@@ -70,8 +71,6 @@ CARDIAC_CLASSES: dict[int, str] = {
 #: Edge length (mm) of the cube the default grid covers.
 FIELD_OF_VIEW_MM = 144.0
 
-#: Accepted ``noise`` values of :func:`make_cardiac_cohort` (annotation corruption severities).
-NOISE_LEVELS = ("none", "mild", "moderate", "severe")
 
 MYO, LA, LV, RA, RV, AO, PA, LAA, COR, PV = range(1, 11)
 
@@ -478,18 +477,10 @@ def make_cardiac_cohort(
         PosixPath('cohort/datalist.json')
     """
     from medrefine.data.corruption import corrupt_label
-    from medrefine.data.phantom_cohort import check_output_folder, write_phantom_cohort
+    from medrefine.data.phantom_cohort import check_noise_level, write_phantom_cohort
 
-    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
-        raise InputError(f"`cases` must be a positive integer, got {cases!r}")
     shape = _check_size(size)
-    if isinstance(noise, str):
-        if noise not in NOISE_LEVELS:
-            raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}."
-                             f"{did_you_mean(noise, NOISE_LEVELS)}")
-    elif not (isinstance(noise, (int, float)) and 0.0 <= float(noise) <= 1.0) or isinstance(noise, bool):
-        raise InputError(f"`noise` must be one of {list(NOISE_LEVELS)} or a float in [0, 1], got {noise!r}")
-    check_output_folder(out_dir, overwrite)
+    check_noise_level(noise)
     spacing = _check_spacing(None, shape)
 
     def make_case(i: int):

@@ -10,9 +10,9 @@ from medrefine.data.heart_sdf import (
     CORONARY_RADIUS_MM,
     draw_heart_anatomy,
     make_heart_sdf_phantom,
-    sdf_phantom_affine,
 )
 from medrefine.data.sdf import Ellipsoid, Pose, SampleBlock, Tube, smooth_min
+from medrefine.data.phantoms import phantom_affine
 from medrefine.errors import InputError
 
 FULL = np.ones((3, 3, 3), bool)
@@ -46,7 +46,7 @@ def test_shapes_dtypes_affine_and_supersampling():
     assert image1.dtype == np.float32 and label1.dtype == np.uint8 and spacing == (4.0, 4.0, 4.0)
     np.testing.assert_array_equal(label1, label3)  # the label is each voxel's centre sample
     assert not np.allclose(image1, image3)  # partial volume changes the image
-    affine = sdf_phantom_affine((64, 64, 64), (1.5, 1.5, 1.5))
+    affine = phantom_affine((64, 64, 64), (1.5, 1.5, 1.5))
     np.testing.assert_allclose(affine @ [31.5, 31.5, 31.5, 1.0], [0, 0, 0, 1])
     assert affine[0, 0] == 1.5
 
