@@ -16,17 +16,19 @@ Layout (paths in the datalist are relative to it)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from medrefine.errors import InputError, did_you_mean
 
-__all__ = ["NOISE_LEVELS", "PhantomCase", "check_noise_level", "check_output_folder", "write_phantom_cohort"]
+__all__ = ["NOISE_LEVELS", "PhantomCase", "building_folder", "check_noise_level", "check_output_folder",
+           "write_phantom_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,25 @@ def _replace_folder(tmp: Path, out_dir: Path) -> None:
         tmp.rename(out_dir)
 
 
+@contextlib.contextmanager
+def building_folder(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out_dir`` to fill; it replaces ``out_dir`` when the body ends
+    without error and is deleted otherwise, so an interrupted run leaves nothing half-written.
+
+    Raises:
+        InputError: as :func:`check_output_folder`.
+    """
+    out_dir = check_output_folder(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        yield tmp
+        _replace_folder(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_phantom_cohort(
     out_dir: str | Path,
     cases: int,
@@ -116,10 +137,8 @@ def write_phantom_cohort(
 
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise InputError(f"`cases` must be a positive integer, got {cases!r}")
-    out_dir = check_output_folder(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
+    out_dir = Path(out_dir)
+    with building_folder(out_dir, overwrite) as tmp:
         entries = []
         iterator = range(int(cases))
         if progress:
@@ -144,9 +163,5 @@ def write_phantom_cohort(
             "training": entries,
             "test": [],
         }, tmp / "datalist.json")
-        _replace_folder(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("wrote %d phantom cases (%s) to %s", cases, name, out_dir)
     return out_dir / "datalist.json"

@@ -1,0 +1,520 @@
+"""Lesion cohorts for classification: several modalities, several categorical targets per lesion.
+
+Two forms are read into one list of lesion records.
+
+**Folders** (the RRMediCa layout): one folder per lesion holding the modality images and an
+``annotations.json``::
+
+    ROOT/P007_lesion1_17.3mm/annotations.json
+    ROOT/P007_lesion1_17.3mm/T1.nii.gz
+    ROOT/P007_lesion1_17.3mm/T2.nii.gz
+
+    {"0": {"id": "0", "tag": "P007", "label": "1", "label2": "0",
+           "nifti_files": "['T1.nii.gz', 'T2.nii.gz']",
+           "phy_loc_xyz": "[[99.7, -100.7, 46.7], [99.3, -100.5, 46.6]]",
+           "np_loc_zyx": "[[23, 151, 149], [23, 151, 149]]",
+           "distance": "16.7 mm"}}
+
+String-encoded lists are read with :func:`ast.literal_eval` (literals only, never ``eval``). The
+centre of each modality is ``np_loc_zyx`` (the voxel index in the ``(z, y, x)`` order of a
+SimpleITK array) or, without it, ``phy_loc_xyz`` (ITK physical LPS millimetres). Targets are the
+keys ``label``, ``label2``, ... (or the names given, or those a ``cohort.json`` beside the lesion
+folders declares as ``{"targets": {name: [class values]}}``). The patient is the ``patient`` key, else
+the folder name before ``_lesion`` (``P007``).
+
+**Table** (CSV, or a JSON file with a list ``"lesions"`` of the same rows): one row per lesion::
+
+    patient,lesion,diameter_mm,image_T1,centre_T1,image_T2,centre_T2,target_grade
+    P007,P007_l1,17.3,P007/T1.nii.gz,"[12.0, -40.5, 33.0]",P007/T2.nii.gz,"[12.4, -40.1, 33.0]",2
+
+``image_<modality>`` is a path (relative to the table), ``centre_<modality>`` the lesion centre
+in world RAS millimetres (medrefine's convention), ``target_<name>`` a class value; an empty
+image cell is a missing modality, an empty target cell an unlabelled target.
+
+Every problem raises :class:`~medrefine.errors.InputError` in one line naming the file, what was
+expected and what was found; :func:`check_lesion_images` also opens each image header to refuse
+a centre outside its image.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medrefine.errors import InputError, did_you_mean
+
+__all__ = [
+    "ANNOTATIONS_FILE",
+    "LesionCohort",
+    "check_lesion_images",
+    "load_lesions",
+    "parse_distance",
+    "parse_literal",
+    "read_lesion_folders",
+    "read_lesion_table",
+    "voxel_centre",
+]
+
+logger = logging.getLogger(__name__)
+
+ANNOTATIONS_FILE = "annotations.json"
+COHORT_FILE = "cohort.json"
+_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+_DISTANCE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(mm)?\s*$")
+_TARGET_KEY = re.compile(r"^label\d*$")
+_PATIENT = re.compile(r"^(.+?)_lesion\d+")
+
+
+@dataclass(frozen=True)
+class LesionCohort:
+    """The lesions of a cohort with their modalities and targets.
+
+    Attributes:
+        records: one dict per lesion: ``case`` (unique lesion id), ``patient``, ``source`` (the
+            file that describes it), ``diameter_mm``, ``images`` ``{modality: path or None}``,
+            ``centres`` ``{modality: [x, y, z]}``, ``centre_space`` (``"voxel"``: array indices,
+            or ``"ras"``: world mm), ``targets`` ``{name: class value (str) or None}``.
+        modalities: the modality names, in input-channel order.
+        targets: ``{name: [class values]}``, in output order.
+        source: what was read.
+    """
+
+    records: list[dict[str, Any]]
+    modalities: tuple[str, ...]
+    targets: dict[str, list[str]]
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def case_ids(self) -> list[str]:
+        return [r["case"] for r in self.records]
+
+    @property
+    def num_classes(self) -> list[int]:
+        """Classes per target, in target order."""
+        return [len(v) for v in self.targets.values()]
+
+    def label_indices(self, record: Mapping[str, Any]) -> list[int]:
+        """The class index of each target of ``record`` (-1: not labelled)."""
+        out = []
+        for name, values in self.targets.items():
+            value = record["targets"].get(name)
+            out.append(-1 if value is None else values.index(value))
+        return out
+
+    def label_matrix(self) -> np.ndarray:
+        """``(lesions, targets)`` class indices, -1 where not labelled."""
+        return np.array([self.label_indices(r) for r in self.records], dtype=np.int64).reshape(len(self), -1)
+
+    def patients(self) -> list[str]:
+        return [r["patient"] for r in self.records]
+
+    def subset(self, cases: Sequence[str]) -> LesionCohort:
+        """The lesions named in ``cases`` (same modalities and targets), in cohort order."""
+        wanted = set(cases)
+        unknown = wanted - set(self.case_ids)
+        if unknown:
+            first = sorted(unknown)[0]
+            raise InputError(f"{self.source}: no lesion {first!r}.{did_you_mean(first, self.case_ids)}")
+        return LesionCohort([r for r in self.records if r["case"] in wanted], self.modalities, self.targets, self.source)
+
+
+# ------------------------------------------------------------------------------- parsing
+
+
+def parse_literal(value: Any, *, where: str, key: str) -> Any:
+    """A list/number stored as a string (``"[1, 2]"``) or as JSON, read with ``ast.literal_eval``.
+
+    Raises:
+        InputError: ``"<where>: expected a literal list in 'key', found '...'"``.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise InputError(f"{where}: expected a literal list or number in {key!r}, found {value[:60]!r}") from None
+
+
+def parse_distance(value: Any, *, where: str, key: str = "distance") -> float:
+    """A lesion diameter: a positive number or a string like ``"16.7 mm"``.
+
+    Raises:
+        InputError: ``"<where>: expected a diameter like '16.7 mm' in 'distance', found 'abc'"``.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        found = _DISTANCE.match(str(value)) if isinstance(value, str) else None
+        if found is None:
+            raise InputError(f"{where}: expected a diameter like '16.7 mm' in {key!r}, found {value!r}")
+        number = float(found.group(1))
+    if not np.isfinite(number) or number <= 0:
+        raise InputError(f"{where}: expected a positive diameter in {key!r}, found {value!r}")
+    return number
+
+
+def _modality_name(file_name: str) -> str:
+    for suffix in _IMAGE_SUFFIXES:
+        if file_name.endswith(suffix):
+            return file_name[: -len(suffix)]
+    return Path(file_name).stem
+
+
+def _points(value: Any, count: int, *, where: str, key: str) -> list[list[float]]:
+    points = parse_literal(value, where=where, key=key)
+    try:
+        array = np.asarray(points, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: expected {count} points of 3 numbers in {key!r}, found {str(value)[:60]!r}") from None
+    if array.ndim == 1 and array.shape == (3,) and count == 1:
+        array = array[None]
+    if array.shape != (count, 3) or not np.all(np.isfinite(array)):
+        raise InputError(f"{where}: expected {count} points of 3 numbers in {key!r} (one per file of 'nifti_files'), "
+                         f"found shape {array.shape}")
+    return array.tolist()
+
+
+def _target_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return None if text == "" or text.lower() in ("nan", "none", "null") else text
+
+
+# ------------------------------------------------------------------------------- folders
+
+
+def _read_annotation(path: Path, *, target_keys: Sequence[str] | None, allow_missing: bool) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: expected an annotations JSON object, found unreadable content ({err})") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{path}: expected a JSON object of ROIs keyed by id, found {type(data).__name__}")
+    folder = path.parent
+    records = []
+    for roi_key, roi in data.items():
+        if not isinstance(roi, dict):
+            raise InputError(f"{path}: expected ROI {roi_key!r} to be an object, found {type(roi).__name__}")
+        for needed in ("nifti_files", "distance"):
+            if needed not in roi:
+                raise InputError(f"{path}: expected key {needed!r} in ROI {roi_key!r}, found keys {sorted(roi)}")
+        files = parse_literal(roi["nifti_files"], where=str(path), key="nifti_files")
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+            raise InputError(f"{path}: expected a non-empty list of file names in 'nifti_files', found {roi['nifti_files']!r}")
+        if "np_loc_zyx" in roi:
+            centres = [p[::-1] for p in _points(roi["np_loc_zyx"], len(files), where=str(path), key="np_loc_zyx")]
+            space = "voxel"
+        elif "phy_loc_xyz" in roi:
+            lps = _points(roi["phy_loc_xyz"], len(files), where=str(path), key="phy_loc_xyz")
+            centres = [[-p[0], -p[1], p[2]] for p in lps]
+            space = "ras"
+        else:
+            raise InputError(f"{path}: expected 'np_loc_zyx' or 'phy_loc_xyz' in ROI {roi_key!r}, found keys {sorted(roi)}")
+        images: dict[str, str | None] = {}
+        centre_of: dict[str, list[float]] = {}
+        for name, centre in zip(files, centres):
+            modality = _modality_name(name)
+            file = folder / name
+            if not file.is_file():
+                if not allow_missing:
+                    raise InputError(f"{file}: expected the {modality!r} image listed in {path.name}, found no file "
+                                     "(presence flags are off, so every modality must exist)")
+                logger.info("%s: %s listed but absent, treated as a missing modality", path, name)
+                images[modality] = None
+                continue
+            images[modality] = str(file.resolve())
+            centre_of[modality] = [float(v) for v in centre]
+        keys = list(target_keys) if target_keys else sorted((k for k in roi if _TARGET_KEY.match(k)), key=_label_order)
+        roi_id = str(roi.get("id", roi_key))
+        patient = str(roi["patient"]) if "patient" in roi else _patient_of(folder.name)
+        case = folder.name if len(data) == 1 else f"{folder.name}#{roi_id}"
+        records.append({
+            "case": case, "patient": patient, "source": str(path),
+            "diameter_mm": parse_distance(roi["distance"], where=str(path)),
+            "images": images, "centres": centre_of, "centre_space": space,
+            "targets": {k: _target_value(roi.get(k)) for k in keys},
+        })
+    return records
+
+
+def _label_order(key: str) -> int:
+    digits = key[len("label"):]
+    return int(digits) if digits else 1
+
+
+def _patient_of(folder_name: str) -> str:
+    found = _PATIENT.match(folder_name)
+    return found.group(1) if found else folder_name
+
+
+def read_lesion_folders(root: str | Path, *, target_keys: Sequence[str] | None = None,
+                        allow_missing: bool = True) -> list[dict[str, Any]]:
+    """Read every ``<lesion folder>/annotations.json`` under ``root`` (see the module docstring).
+
+    Args:
+        root: the folder of lesion folders.
+        target_keys: annotation keys that are targets; default ``label``, ``label2``, ...
+        allow_missing: a listed file that is absent is a missing modality (presence flag 0);
+            with False it is refused.
+
+    Returns:
+        The lesion records, sorted by folder name.
+
+    Raises:
+        InputError: no lesion folder, or a malformed ``annotations.json`` (names the file).
+    """
+    root = Path(root)
+    files = sorted(root.glob(f"*/{ANNOTATIONS_FILE}"))
+    if not files:
+        raise InputError(f"{root}: expected lesion folders holding {ANNOTATIONS_FILE}, found none")
+    records = []
+    for path in files:
+        records.extend(_read_annotation(path, target_keys=target_keys, allow_missing=allow_missing))
+    return records
+
+
+# --------------------------------------------------------------------------------- table
+
+
+def _table_rows(path: Path) -> list[dict[str, Any]]:
+    if path.suffix.lower() == ".json":
+        from medrefine.io import read_json
+
+        data = read_json(path, what="lesion table")
+        rows = data.get("lesions") if isinstance(data, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise InputError(f"{path}: expected a JSON object with a list 'lesions' of rows, found "
+                             f"{sorted(data) if isinstance(data, dict) else type(data).__name__}")
+        return rows
+    try:
+        with path.open(newline="") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: expected a CSV lesion table, found unreadable content ({err})") from None
+
+
+def read_lesion_table(path: str | Path, *, allow_missing: bool = True) -> list[dict[str, Any]]:
+    """Read a lesion table (CSV or JSON ``{"lesions": [...]}``; columns in the module docstring).
+
+    Raises:
+        InputError: missing columns, an unparseable centre or diameter, a missing image file
+            without ``allow_missing``, repeated lesion ids (names the table).
+    """
+    path = Path(path)
+    rows = _table_rows(path)
+    if not rows:
+        raise InputError(f"{path}: expected at least one lesion row, found none")
+    columns = list(rows[0])
+    modalities = [c[len("image_"):] for c in columns if c.startswith("image_")]
+    targets = [c[len("target_"):] for c in columns if c.startswith("target_")]
+    missing = [c for c in ("patient", "lesion") if c not in columns] + [f"centre_{m}" for m in modalities if f"centre_{m}" not in columns]
+    size_key = "diameter_mm" if "diameter_mm" in columns else "size_mm"
+    if size_key not in columns:
+        missing.append("diameter_mm")
+    if missing or not modalities:
+        raise InputError(f"{path}: expected columns patient, lesion, diameter_mm, image_<modality>, centre_<modality>, "
+                         f"target_<name>; missing {missing or ['image_<modality>']}")
+    root = path.resolve().parent
+    records = []
+    for index, row in enumerate(rows):
+        where = f"{path} (row {index + 1})"
+        images: dict[str, str | None] = {}
+        centres: dict[str, list[float]] = {}
+        for m in modalities:
+            cell = str(row.get(f"image_{m}") or "").strip()
+            file = (root / cell) if cell and not Path(cell).is_absolute() else Path(cell)
+            if not cell or not file.is_file():
+                if not allow_missing:
+                    shown = file if cell else f"an empty 'image_{m}' cell"
+                    raise InputError(f"{where}: expected the {m!r} image, found {'no file ' if cell else ''}{shown} "
+                                     "(presence flags are off, so every modality must exist)")
+                images[m] = None
+                continue
+            images[m] = str(file.resolve())
+            centres[m] = _points(row.get(f"centre_{m}"), 1, where=where, key=f"centre_{m}")[0]
+        records.append({
+            "case": str(row["lesion"]), "patient": str(row["patient"]), "source": str(path),
+            "diameter_mm": parse_distance(row.get(size_key), where=where, key=size_key),
+            "images": images, "centres": centres, "centre_space": "ras",
+            "targets": {t: _target_value(row.get(f"target_{t}")) for t in targets},
+        })
+    return records
+
+
+# ------------------------------------------------------------------------------------ API
+
+
+def _sort_values(values: set[str]) -> list[str]:
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values)
+
+
+def load_lesions(
+    source: str | Path,
+    *,
+    modalities: Sequence[str] | None = None,
+    targets: Sequence[str] | Mapping[str, Sequence[Any]] | None = None,
+    allow_missing: bool = True,
+    check_images: bool = False,
+) -> LesionCohort:
+    """Read a lesion cohort: a folder of lesion folders, or a lesion table (CSV / JSON).
+
+    Args:
+        source: the folder (RRMediCa layout) or the table file.
+        modalities: the modalities to use, in channel order; default every modality found, in
+            order of first appearance.
+        targets: target names (class values parsed from the data, sorted) or
+            ``{name: [declared class values]}`` (a value outside them is refused); default every
+            target found.
+        allow_missing: missing modalities become zeros with a presence flag 0; with False every
+            lesion must have every modality.
+        check_images: also open every image header (:func:`check_lesion_images`).
+
+    Returns:
+        The :class:`LesionCohort`.
+
+    Raises:
+        InputError: one line naming the file: malformed ``annotations.json``, unparseable
+            diameter or centre, target value outside the declared set, unknown modality or
+            target name, repeated lesion id, a missing modality without ``allow_missing``.
+
+    Example:
+        >>> cohort = load_lesions("lesions", targets=["label", "label2"])  # doctest: +SKIP
+        >>> cohort.modalities, cohort.num_classes  # doctest: +SKIP
+        (('T1', 'T2', 'ADC'), [2, 3])
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InputError(f"lesion cohort not found: {path}")
+    if path.is_dir() and (path / "lesions.csv").is_file():
+        path = path / "lesions.csv"
+    if path.is_dir():
+        if targets is None and (path / COHORT_FILE).is_file():
+            targets = _declared_targets(path / COHORT_FILE)
+        keys = list(targets) if targets is not None else None
+        records = read_lesion_folders(path, target_keys=keys, allow_missing=allow_missing)
+    else:
+        records = read_lesion_table(path, allow_missing=allow_missing)
+    seen: dict[str, str] = {}
+    for r in records:
+        if r["case"] in seen:
+            raise InputError(f"{r['source']}: expected unique lesion ids, found {r['case']!r} also in {seen[r['case']]}")
+        seen[r["case"]] = r["source"]
+    found_modalities = list(dict.fromkeys(m for r in records for m in r["images"]))
+    if modalities is None:
+        modalities = found_modalities
+    for m in modalities:
+        if m not in found_modalities:
+            raise InputError(f"{path}: expected modality {m!r} in the cohort, found {found_modalities}.{did_you_mean(m, found_modalities)}")
+    for r in records:
+        extra = set(r["images"]) - set(modalities)
+        for m in extra:
+            r["images"].pop(m)
+            r["centres"].pop(m, None)
+        for m in modalities:
+            r["images"].setdefault(m, None)
+        if not allow_missing and any(r["images"][m] is None for m in modalities):
+            absent = next(m for m in modalities if r["images"][m] is None)
+            raise InputError(f"{r['source']}: expected a {absent!r} image (presence flags are off), found none listed")
+        if not any(r["images"].values()):
+            raise InputError(f"{r['source']}: expected at least one of the modalities {list(modalities)}, found none")
+    table = _target_table(records, targets, path)
+    cohort = LesionCohort(records, tuple(modalities), table, path)
+    return check_lesion_images(cohort) if check_images else cohort
+
+
+def _target_table(records: list[dict], targets: Any, path: Path) -> dict[str, list[str]]:
+    found_names = list(dict.fromkeys(t for r in records for t in r["targets"]))
+    names = list(targets) if targets is not None else found_names
+    if not names:
+        raise InputError(f"{path}: expected at least one target (label, label2, ... or target_<name>), found none")
+    table: dict[str, list[str]] = {}
+    for name in names:
+        if name not in found_names:
+            raise InputError(f"{path}: expected target {name!r}, found {found_names}.{did_you_mean(name, found_names)}")
+        declared = targets.get(name) if isinstance(targets, Mapping) else None
+        values = {r["targets"].get(name) for r in records} - {None}
+        if declared is not None:
+            allowed = [str(_target_value(v)) for v in declared]
+            for r in records:
+                value = r["targets"].get(name)
+                if value is not None and value not in allowed:
+                    raise InputError(f"{r['source']}: expected {name!r} in {allowed}, found {value!r}")
+            table[name] = allowed
+        else:
+            if not values:
+                raise InputError(f"{path}: expected some lesion labelled for target {name!r}, found none")
+            table[name] = _sort_values(values)
+    for r in records:
+        r["targets"] = {n: r["targets"].get(n) for n in names}
+    return table
+
+
+def _declared_targets(path: Path) -> dict[str, list[str]]:
+    from medrefine.io import read_json
+
+    data = read_json(path, what="cohort description")
+    table = data.get("targets") if isinstance(data, dict) else None
+    if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
+        raise InputError(f"{path}: expected 'targets' as {{name: [class values]}}, found {str(table)[:60]!r}")
+    return {str(k): [str(v) for v in values] for k, values in table.items()}
+
+
+def _header(path: str) -> tuple[tuple[int, ...], np.ndarray]:
+    if path.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        try:
+            image = nib.load(path)
+        except Exception as err:  # nibabel raises several error types for broken files
+            raise InputError(f"{path}: expected a NIfTI image, found unreadable content ({err})") from None
+        return tuple(int(s) for s in image.shape[:3]), np.asarray(image.affine, dtype=float)
+    from medrefine.io import load_image
+
+    volume = load_image(path)
+    return volume.shape[:3], volume.affine
+
+
+def voxel_centre(record: Mapping[str, Any], modality: str, affine: np.ndarray) -> np.ndarray:
+    """The lesion centre of ``modality`` as continuous voxel indices of its image."""
+    centre = np.asarray(record["centres"][modality], dtype=float)
+    if record["centre_space"] == "voxel":
+        return centre
+    return (np.linalg.inv(affine) @ np.append(centre, 1.0))[:3]
+
+
+def check_lesion_images(cohort: LesionCohort) -> LesionCohort:
+    """Open every image header; refuse a centre outside its image. Returns ``cohort``.
+
+    Raises:
+        InputError: ``"<annotations.json>: expected the 'T2' centre inside its image of shape
+            (64, 64, 48), found voxel (70.0, 12.0, 3.0)"``, or an unreadable image (names it).
+    """
+    for record in cohort.records:
+        for modality, image in record["images"].items():
+            if image is None:
+                continue
+            shape, affine = _header(image)
+            voxel = voxel_centre(record, modality, affine)
+            if np.any(voxel < -0.5) or np.any(voxel > np.asarray(shape) - 0.5):
+                shown = ", ".join(f"{v:.1f}" for v in voxel)
+                raise InputError(f"{record['source']}: expected the {modality!r} centre inside its image of shape "
+                                 f"{shape}, found voxel ({shown})")
+    return cohort
