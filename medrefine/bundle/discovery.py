@@ -21,6 +21,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "inference": ("inference",),
     "multi_gpu_train": ("train", "multi_gpu_train"),
     "stage2": ("train", "stage2"),
+    "cross_validation": ("train", "cross_validation"),
 }
 
 # mode -> MONAI workflow type, whose required properties (monai.bundle.properties.TrainProperties /
@@ -29,6 +30,7 @@ WORKFLOW_TYPES: dict[str, str] = {
     "train": "train",
     "multi_gpu_train": "train",
     "stage2": "train",
+    "cross_validation": "train",
     "evaluate": "infer",
     "inference": "infer",
 }

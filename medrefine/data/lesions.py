@@ -373,6 +373,7 @@ def load_lesions(
     targets: Sequence[str] | Mapping[str, Sequence[Any]] | None = None,
     allow_missing: bool = True,
     check_images: bool = False,
+    unlabelled: bool = False,
 ) -> LesionCohort:
     """Read a lesion cohort: a folder of lesion folders, or a lesion table (CSV / JSON).
 
@@ -386,6 +387,8 @@ def load_lesions(
         allow_missing: missing modalities become zeros with a presence flag 0; with False every
             lesion must have every modality.
         check_images: also open every image header (:func:`check_lesion_images`).
+        unlabelled: a declared target (``targets`` as a mapping) may be absent from the data
+            (inference on new lesions); its values are then all unlabelled.
 
     Returns:
         The :class:`LesionCohort`.
@@ -435,18 +438,21 @@ def load_lesions(
             raise InputError(f"{r['source']}: expected a {absent!r} image (presence flags are off), found none listed")
         if not any(r["images"].values()):
             raise InputError(f"{r['source']}: expected at least one of the modalities {list(modalities)}, found none")
-    table = _target_table(records, targets, path)
+    table = _target_table(records, targets, path, unlabelled=unlabelled)
     cohort = LesionCohort(records, tuple(modalities), table, path)
     return check_lesion_images(cohort) if check_images else cohort
 
 
-def _target_table(records: list[dict], targets: Any, path: Path) -> dict[str, list[str]]:
+def _target_table(records: list[dict], targets: Any, path: Path, *, unlabelled: bool = False) -> dict[str, list[str]]:
     found_names = list(dict.fromkeys(t for r in records for t in r["targets"]))
     names = list(targets) if targets is not None else found_names
     if not names:
         raise InputError(f"{path}: expected at least one target (label, label2, ... or target_<name>), found none")
     table: dict[str, list[str]] = {}
     for name in names:
+        if unlabelled and isinstance(targets, Mapping) and name not in found_names:
+            table[name] = [str(_target_value(v)) for v in targets[name]]
+            continue
         if name not in found_names:
             raise InputError(f"{path}: expected target {name!r}, found {found_names}.{did_you_mean(name, found_names)}")
         declared = targets.get(name) if isinstance(targets, Mapping) else None

@@ -15,7 +15,7 @@ import numpy as np
 
 from medrefine.errors import InputError
 
-__all__ = ["split_cases", "kfold_splits", "split_datalist"]
+__all__ = ["split_cases", "kfold_splits", "grouped_kfold_splits", "split_datalist"]
 
 
 def _check_cases(cases: Sequence[Any]) -> list:
@@ -111,6 +111,79 @@ def kfold_splits(cases: Sequence[Any], *, folds: int = 5, seed: int = 0) -> list
     fold_of = np.empty(n, dtype=int)
     for fold, idx in enumerate(np.array_split(order, folds)):
         fold_of[idx] = fold
+    return [
+        {
+            "train": [c for c, f in zip(cases, fold_of) if f != fold],
+            "val": [c for c, f in zip(cases, fold_of) if f == fold],
+        }
+        for fold in range(folds)
+    ]
+
+
+def grouped_kfold_splits(
+    cases: Sequence[Any],
+    *,
+    groups: Sequence[Any],
+    strata: Sequence[Any] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> list[dict[str, list]]:
+    """K-fold splits that keep each group (patient) in one fold, stratified on ``strata``.
+
+    Groups are shuffled with ``seed``, then taken largest first; each goes to the fold where the
+    per-class counts stay most even across folds (the spread of each class's fold counts around its
+    mean, summed over classes; ties: the smallest fold, then the lowest index), like
+    scikit-learn's ``StratifiedGroupKFold`` but seeded by ``numpy.random.default_rng``.
+
+    Args:
+        cases: case ids or entries (dicts with ``case``); unique.
+        groups: the group of each case (e.g. the patient id).
+        strata: the class of each case to balance (e.g. a target's label; None or -1 for
+            unlabelled, which only counts towards fold size). Default: no stratification.
+        folds: number of folds, ``2 <= folds <=`` the number of groups.
+        seed: seed of the shuffle.
+
+    Returns:
+        ``[{"train": [...], "val": [...]}, ...]`` as :func:`kfold_splits`; no group in two folds.
+
+    Raises:
+        InputError: lengths differ, repeated cases, or fewer groups than folds.
+
+    Example:
+        >>> splits = grouped_kfold_splits(list("abcdef"), groups=[1, 1, 2, 2, 3, 3], folds=3)
+        >>> sorted(len(s["val"]) for s in splits)
+        [2, 2, 2]
+    """
+    cases = _check_cases(cases)
+    groups = list(groups)
+    strata = [None] * len(cases) if strata is None else list(strata)
+    if not len(groups) == len(strata) == len(cases):
+        raise InputError(f"`groups` and `strata` must have one entry per case ({len(cases)}), got {len(groups)} and {len(strata)}")
+    unique = list(dict.fromkeys(groups))
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= folds <= max(len(unique), 2):
+        raise InputError(f"`folds` must be a whole number in [2, {len(unique)}] (the number of groups), got {folds!r}")
+    labels = sorted({str(s) for s in strata if s is not None and str(s) != "-1"})
+    members: dict[Any, list[int]] = {g: [] for g in unique}
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
+    order.sort(key=lambda g: -len(members[g]))  # stable: ties keep the shuffled order
+    counts = np.zeros((folds, len(labels) + 1))  # last column: fold size
+    fold_of = np.empty(len(cases), dtype=int)
+    for g in order:
+        add = np.zeros(len(labels) + 1)
+        for i in members[g]:
+            if strata[i] is not None and str(strata[i]) != "-1":
+                add[labels.index(str(strata[i]))] += 1
+            add[-1] += 1
+        costs = []
+        for f in range(folds):
+            trial = counts.copy()
+            trial[f] += add
+            costs.append((float(trial[:, :-1].std(axis=0).sum()), trial[f, -1], f))
+        best = min(costs)[2]
+        counts[best] += add
+        fold_of[members[g]] = best
     return [
         {
             "train": [c for c, f in zip(cases, fold_of) if f != fold],

@@ -118,11 +118,16 @@ class LesionCropd(Transform):
             if value is not None and value not in values:
                 raise InputError(f"{data.get('source', data.get('case'))}: expected {name!r} in {values}, found {value!r}")
             labels.append(-1 if value is None else values.index(value))
+        from monai.data import MetaTensor
+
+        grid = torch.diag(torch.tensor([*self.spacing_mm, 1.0], dtype=torch.float64))  # crop grid, centred at 0
+        grid[:3, 3] = -torch.tensor(self.spacing_mm, dtype=torch.float64) * (torch.tensor(self.size) - 1) / 2.0
+        mask = lesion_sphere(self.size, self.spacing_mm, float(data["diameter_mm"]))[None]
         return {
             "case": str(data["case"]),
             "patient": str(data.get("patient", data["case"])),
-            "image": torch.from_numpy(np.stack(channels)),
-            "mask": torch.from_numpy(lesion_sphere(self.size, self.spacing_mm, float(data["diameter_mm"])))[None],
+            "image": MetaTensor(torch.from_numpy(np.stack(channels)), affine=grid.clone()),
+            "mask": MetaTensor(torch.from_numpy(mask), affine=grid.clone()),
             "presence": torch.tensor(presence, dtype=torch.float32),
             "label": torch.tensor(labels, dtype=torch.int64),
         }
