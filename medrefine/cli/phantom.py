@@ -9,7 +9,7 @@ NOISE_CHOICES = ("none", "mild", "moderate", "severe")
 
 @click.group()
 def phantom() -> None:
-    """Write synthetic phantom cohorts with clean and noisy labels."""
+    """Write synthetic phantom cohorts (labels with annotation noise, multi-modal lesions)."""
 
 
 @phantom.command()
@@ -77,3 +77,36 @@ def heart_sdf(cases: int, size: int, spacing_mm: float, noise: str, noise_model:
                                      noise_model=noise_model, seed=seed, overwrite=overwrite, progress=progress)
     click.echo(f"Wrote {cases} SDF heart phantom cases ({size}^3 at {spacing_mm} mm, noise {noise}, "
                f"{noise_model}) to {out_dir}; datalist: {datalist}")
+
+
+@phantom.command()
+@click.option("--patients", type=click.IntRange(min=1), default=80, show_default=True, help="Number of patients.")
+@click.option("--lesions-per-patient", type=(click.IntRange(min=1), click.IntRange(min=1)), default=(1, 4),
+              show_default=True, help="Inclusive range of lesions per patient.")
+@click.option("--misregistration-mm", type=click.FloatRange(min=0.0), default=3.0, show_default=True,
+              help="Largest shift of one modality against another, per axis.")
+@click.option("--missing-rate", type=click.FloatRange(min=0.0, max=1.0, max_open=True), default=0.08,
+              show_default=True, help="Probability that a patient lacks a modality.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Cohort seed (same seed, same files).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Output folder to create (must not exist or be empty).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def lesions(patients: int, lesions_per_patient: tuple[int, int], misregistration_mm: float, missing_rate: float,
+            seed: int, out_dir: str, overwrite: bool, progress: bool) -> None:
+    """Write multi-modal lesion phantoms (T1, ART, DWI, ADC) in the RRMediCa folder layout.
+
+    Creates OUT/<patient>_lesion<i>_<diameter>mm/ with one NIfTI per modality and an
+    annotations.json, and OUT/cohort.json. Targets: enhancement (readable from ART
+    alone), diffusion (only from DWI and ADC together), malignant (both).
+
+    \b
+    Example:
+      medrefine phantom lesions --patients 80 --seed 0 --out lesions
+    """
+    from medrefine.data.lesion_phantoms import make_lesion_cohort
+
+    make_lesion_cohort(out_dir, patients=patients, lesions_per_patient=lesions_per_patient,
+                       misregistration_mm=misregistration_mm, missing_rate=missing_rate, seed=seed,
+                       overwrite=overwrite, progress=progress)
+    click.echo(f"Wrote lesion phantoms of {patients} patients to {out_dir}")

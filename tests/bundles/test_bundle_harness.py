@@ -13,6 +13,7 @@ A bundle is covered by being added to the folder. For each one this module
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,19 @@ def tiny_cohort(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle_data") / "cohort"
     make_cardiac_cohort(out, cases=3, size=32, noise="moderate", seed=3)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_lesions(tmp_path_factory) -> Path:
+    """Lesion phantoms of six patients (RRMediCa folders)."""
+    from medrefine.data.lesion_phantoms import make_lesion_cohort
+
+    return make_lesion_cohort(tmp_path_factory.mktemp("bundle_data") / "lesions", patients=6, seed=3)
+
+
+def _smoke_cohort(bundle, request) -> Path:
+    smoke = json.loads((bundle.path / "configs" / "smoke.json").read_text())
+    return request.getfixturevalue("tiny_lesions" if smoke.get("smoke_cohort") == "lesions" else "tiny_cohort")
 
 
 def test_bundles_folder_is_found():
@@ -59,7 +73,8 @@ def test_bundle_layout(bundle):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
-def test_bundle_configs_run(bundle, tiny_cohort, tmp_path):
+def test_bundle_configs_run(bundle, request, tmp_path):
+    tiny_cohort = _smoke_cohort(bundle, request)
     root = tmp_path / bundle.name
     shutil.copytree(bundle.path, root, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
     for mode in (m for m in RUN_ORDER if m in bundle.modes):

@@ -73,3 +73,19 @@ def test_heart_sdf_rejects_unknown_noise_model(tmp_path):
     assert result.exit_code == 2
     assert "'slicewize' is not one of" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_phantom_lesions(tmp_path):
+    from click.testing import CliRunner
+
+    from medrefine.cli import cli
+    from medrefine.data.lesions import load_lesions
+
+    out = tmp_path / "lesions"
+    result = CliRunner().invoke(cli, ["phantom", "lesions", "--patients", "3", "--seed", "1", "--no-progress",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cohort = load_lesions(out, check_images=True)
+    assert len(set(cohort.patients())) == 3 and cohort.modalities == ("T1", "ART", "DWI", "ADC")
+    again = CliRunner().invoke(cli, ["phantom", "lesions", "--patients", "3", "--out", str(out)])
+    assert again.exit_code != 0 and "not empty" in again.output

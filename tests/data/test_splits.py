@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from medrefine.data.splits import kfold_splits, split_cases, split_datalist
@@ -86,3 +87,35 @@ def test_split_datalist():
     assert len(dl["training"]) == 10  # input untouched
     with pytest.raises(InputError, match="no list 'validation'"):
         split_datalist(dl, key="validation")
+
+
+def test_grouped_folds_keep_patients_together_and_balance_classes():
+    from medrefine.data.splits import grouped_kfold_splits
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 40, 120).tolist()
+    strata = rng.integers(0, 3, 120).tolist()
+    cases = [f"l{i}" for i in range(120)]
+    splits = grouped_kfold_splits(cases, groups=groups, strata=strata, folds=5, seed=1)
+    fold_of_patient: dict = {}
+    for k, split in enumerate(splits):
+        for case in split["val"]:
+            patient = groups[cases.index(case)]
+            assert fold_of_patient.setdefault(patient, k) == k, f"patient {patient} in two folds"
+        assert set(split["train"]) | set(split["val"]) == set(cases)
+    assert sorted(c for s in splits for c in s["val"]) == sorted(cases)
+    for split in splits:
+        counts = np.bincount([strata[cases.index(c)] for c in split["val"]], minlength=3)
+        assert counts.min() >= 4  # every class in every fold
+    again = grouped_kfold_splits(cases, groups=groups, strata=strata, folds=5, seed=1)
+    assert again == splits
+    assert grouped_kfold_splits(cases, groups=groups, strata=strata, folds=5, seed=2) != splits
+
+
+def test_grouped_folds_errors():
+    from medrefine.data.splits import grouped_kfold_splits
+
+    with pytest.raises(InputError, match=r"`folds` must be a whole number in \[2, 2\]"):
+        grouped_kfold_splits(["a", "b", "c"], groups=[1, 1, 2], folds=3)
+    with pytest.raises(InputError, match="one entry per case"):
+        grouped_kfold_splits(["a", "b"], groups=[1], folds=2)
