@@ -19,7 +19,8 @@ String-encoded lists are read with :func:`ast.literal_eval` (literals only, neve
 centre of each modality is ``np_loc_zyx`` (the voxel index in the ``(z, y, x)`` order of a
 SimpleITK array) or, without it, ``phy_loc_xyz`` (ITK physical LPS millimetres). Targets are the
 keys ``label``, ``label2``, ... (or the names given, or those a ``cohort.json`` beside the lesion
-folders declares as ``{"targets": {name: [class values]}}``). The patient is the ``patient`` key, else
+folders declares as ``{"targets": {name: [class values]}}``; its ``"modalities"`` list fixes the
+channel order). The patient is the ``patient`` key, else
 the folder name before ``_lesion`` (``P007``).
 
 **Table** (CSV, or a JSON file with a list ``"lesions"`` of the same rows): one row per lesion::
@@ -409,8 +410,10 @@ def load_lesions(
     if path.is_dir() and (path / "lesions.csv").is_file():
         path = path / "lesions.csv"
     if path.is_dir():
-        if targets is None and (path / COHORT_FILE).is_file():
-            targets = _declared_targets(path / COHORT_FILE)
+        if (path / COHORT_FILE).is_file():
+            declared_targets, declared_modalities = _declared(path / COHORT_FILE)
+            targets = declared_targets if targets is None else targets
+            modalities = declared_modalities if modalities is None else modalities
         keys = list(targets) if targets is not None else None
         records = read_lesion_folders(path, target_keys=keys, allow_missing=allow_missing)
     else:
@@ -420,6 +423,7 @@ def load_lesions(
         if r["case"] in seen:
             raise InputError(f"{r['source']}: expected unique lesion ids, found {r['case']!r} also in {seen[r['case']]}")
         seen[r["case"]] = r["source"]
+    chosen = modalities is not None
     found_modalities = list(dict.fromkeys(m for r in records for m in r["images"]))
     if modalities is None:
         modalities = found_modalities
@@ -436,7 +440,7 @@ def load_lesions(
         if not allow_missing and any(r["images"][m] is None for m in modalities):
             absent = next(m for m in modalities if r["images"][m] is None)
             raise InputError(f"{r['source']}: expected a {absent!r} image (presence flags are off), found none listed")
-        if not any(r["images"].values()):
+        if not chosen and not any(r["images"].values()):
             raise InputError(f"{r['source']}: expected at least one of the modalities {list(modalities)}, found none")
     table = _target_table(records, targets, path, unlabelled=unlabelled)
     cohort = LesionCohort(records, tuple(modalities), table, path)
@@ -473,14 +477,20 @@ def _target_table(records: list[dict], targets: Any, path: Path, *, unlabelled: 
     return table
 
 
-def _declared_targets(path: Path) -> dict[str, list[str]]:
+def _declared(path: Path) -> tuple[dict[str, list[str]] | None, list[str] | None]:
+    """The targets and modalities a ``cohort.json`` declares (None where it declares none)."""
     from medrefine.io import read_json
 
     data = read_json(path, what="cohort description")
-    table = data.get("targets") if isinstance(data, dict) else None
-    if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object with 'targets' and/or 'modalities', found {type(data).__name__}")
+    table, modalities = data.get("targets"), data.get("modalities")
+    if table is not None and (not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values())):
         raise InputError(f"{path}: expected 'targets' as {{name: [class values]}}, found {str(table)[:60]!r}")
-    return {str(k): [str(v) for v in values] for k, values in table.items()}
+    if modalities is not None and not (isinstance(modalities, list) and all(isinstance(m, str) for m in modalities)):
+        raise InputError(f"{path}: expected 'modalities' as a list of names, found {str(modalities)[:60]!r}")
+    targets = None if table is None else {str(k): [str(v) for v in values] for k, values in table.items()}
+    return targets, modalities
 
 
 def _header(path: str) -> tuple[tuple[int, ...], np.ndarray]:
