@@ -1,0 +1,91 @@
+"""Fit NIMOSEF codes of new subjects with the network frozen (DeepSDF-style inference).
+
+Banus et al., NIMOSEF (MICCAI 2025): a new subject gets a code that makes the implicit function
+reproduce its cine intensities (and, when asked, its label); segmentation and motion then come
+from the trained network. Only the codes change: the network's parameters, their
+``requires_grad`` flags and its train/eval mode are restored afterwards, as in
+:func:`medrefine.engines.near_fit.fit_latent` (whose decoder is a 3D refiner, not this function of
+space and phase, hence this sibling).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from medrefine.losses.nimosef import NimosefLoss
+
+__all__ = ["fit_codes"]
+
+logger = logging.getLogger(__name__)
+
+
+def fit_codes(network: nn.Module, data: Any, *, steps: int = 200, lr: float = 1e-2, num_points: int = 4096,
+              use_label: bool = False, loss_function: NimosefLoss | None = None, seed: int = 0,
+              device: torch.device | str | None = None, return_history: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[float]]:
+    """Codes ``(S, latent_dim)`` of the subjects of ``data`` (a :class:`~medrefine.engines.nimosef.CineTensors`).
+
+    Every step draws ``num_points`` points of one random frame per subject (half in the central
+    region) and fits intensity (SmoothL1), code L2 and, with ``use_label``, Dice + CE.
+
+    Args:
+        network: a trained :class:`~medrefine.networks.nimosef.NimosefNetwork`.
+        data: the subjects (scaled with the training ``scale_mm``).
+        steps: Adam steps. Defaults to 200.
+        lr: learning rate of the codes. Defaults to 1e-2.
+        num_points: points per subject and step. Defaults to 4096.
+        use_label: fit the label too (every subject must have one).
+        loss_function: weights of the terms; defaults to :class:`NimosefLoss`'s.
+        seed: seed of the draws.
+        device: defaults to the network's.
+        return_history: also return the loss per step.
+
+    Raises:
+        ValueError: ``steps < 1``, ``lr <= 0``, or ``use_label`` with an unlabelled subject.
+    """
+    if int(steps) < 1 or float(lr) <= 0:
+        raise ValueError(f"`steps` must be >= 1 and `lr` > 0, got {steps} and {lr}")
+    if use_label and any(label is None for label in data.labels):
+        raise ValueError("`use_label=True` needs a label for every subject")
+    device = torch.device(device) if device is not None else next(network.parameters()).device
+    loss_fn = (loss_function or NimosefLoss(network.num_classes)).to(device)
+    codes = nn.Parameter(network.mean_latent().to(device).repeat(len(data), 1))
+    optimizer = torch.optim.Adam([codes], lr=float(lr))
+    gen = torch.Generator().manual_seed(int(seed))
+    flags = [p.requires_grad for p in network.parameters()]
+    was_training = network.training
+    history: list[float] = []
+    t_ed = torch.tensor([data.t_ed(c) for c in range(len(data))], device=device)
+    try:
+        for p in network.parameters():
+            p.requires_grad_(False)
+        network.eval()
+        for _ in range(int(steps)):
+            pts, times, intens, labels = [], [], [], []
+            for case in range(len(data)):
+                frame = int(torch.randint(data.frames[case], (1,), generator=gen))
+                idx = data.draw(case, int(num_points), gen)
+                pts.append(data.coords[case][idx])
+                times.append(torch.full((int(num_points),), data.phase(case, frame), device=device))
+                intens.append(data.images[case][frame][idx])
+                if use_label:
+                    labels.append(data.labels[case][frame][idx])
+            heads = ("seg", "intensity") if use_label else ("intensity",)
+            out = network.decode(codes, torch.stack(pts), torch.stack(times), t_ed, heads=heads)
+            terms = loss_fn.image_terms(out.get("seg"), out["intensity"], torch.stack(labels) if use_label else None,
+                                        torch.stack(intens), codes)
+            loss = loss_fn.total(terms, 0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            history.append(float(loss.detach()))
+    finally:
+        for p, flag in zip(network.parameters(), flags):
+            p.requires_grad_(flag)
+        network.train(was_training)
+    logger.info("fit_codes: %d subject(s), loss %.4f -> %.4f in %d steps", len(data), history[0], history[-1], len(history))
+    result = codes.detach()
+    return (result, history) if return_history else result
