@@ -45,9 +45,21 @@ def tiny_lesions(tmp_path_factory) -> Path:
     return make_lesion_cohort(tmp_path_factory.mktemp("bundle_data") / "lesions", patients=6, seed=3)
 
 
+@pytest.fixture(scope="module")
+def tiny_cine(tmp_path_factory) -> Path:
+    """Five 4D short-axis cine phantoms (BIDS-like layout), 16x16x6 voxels, 4 frames."""
+    from medrefine.data.cine_phantoms import make_cine_cohort
+
+    return make_cine_cohort(tmp_path_factory.mktemp("bundle_data") / "cine", subjects=5, size=(16, 16), slices=6,
+                            frames=4, spacing=(9.0, 9.0, 13.0), seed=3)
+
+
+SMOKE_COHORTS = {"lesions": "tiny_lesions", "cine": "tiny_cine"}
+
+
 def _smoke_cohort(bundle, request) -> Path:
     smoke = json.loads((bundle.path / "configs" / "smoke.json").read_text())
-    return request.getfixturevalue("tiny_lesions" if smoke.get("smoke_cohort") == "lesions" else "tiny_cohort")
+    return request.getfixturevalue(SMOKE_COHORTS.get(smoke.get("smoke_cohort"), "tiny_cohort"))
 
 
 def test_bundles_folder_is_found():
