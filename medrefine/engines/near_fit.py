@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medrefine.engines.frozen import frozen
 from medrefine.errors import did_you_mean
 from medrefine.losses.near import NeARLoss, inverse_frequency_weights
 from medrefine.networks.near import (
@@ -123,13 +124,8 @@ def fit_latent(
     latent = nn.Parameter(z0.clone().float())
     optimizer = torch.optim.Adam([latent], lr=float(lr))
 
-    flags = [p.requires_grad for p in network.parameters()]
-    was_training = network.training
     history: list[float] = []
-    try:
-        for p in network.parameters():
-            p.requires_grad_(False)
-        network.eval()
+    with frozen(network):
         gen = torch.Generator().manual_seed(int(seed))
         # the image encoder (if any) does not depend on the code: run it once
         feats_volume = network.appearance_features(image) if network.encoder_channels > 0 else None
@@ -150,10 +146,6 @@ def fit_latent(
             loss.backward()
             optimizer.step()
             history.append(float(loss.detach()))
-    finally:
-        for p, flag in zip(network.parameters(), flags):
-            p.requires_grad_(flag)
-        network.train(was_training)
     logger.info("fit_latent: loss %.4f -> %.4f in %d steps", history[0], history[-1], len(history))
     z = latent.detach()
     return (z, history) if return_history else z

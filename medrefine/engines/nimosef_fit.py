@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medrefine.engines.frozen import frozen
 from medrefine.losses.nimosef import NimosefLoss
 
 __all__ = ["fit_codes"]
@@ -55,14 +56,9 @@ def fit_codes(network: nn.Module, data: Any, *, steps: int = 200, lr: float = 1e
     codes = nn.Parameter(network.mean_latent().to(device).repeat(len(data), 1))
     optimizer = torch.optim.Adam([codes], lr=float(lr))
     gen = torch.Generator().manual_seed(int(seed))
-    flags = [p.requires_grad for p in network.parameters()]
-    was_training = network.training
     history: list[float] = []
     t_ed = torch.tensor([data.t_ed(c) for c in range(len(data))], device=device)
-    try:
-        for p in network.parameters():
-            p.requires_grad_(False)
-        network.eval()
+    with frozen(network):
         for _ in range(int(steps)):
             pts, times, intens, labels = [], [], [], []
             for case in range(len(data)):
@@ -82,10 +78,6 @@ def fit_codes(network: nn.Module, data: Any, *, steps: int = 200, lr: float = 1e
             loss.backward()
             optimizer.step()
             history.append(float(loss.detach()))
-    finally:
-        for p, flag in zip(network.parameters(), flags):
-            p.requires_grad_(flag)
-        network.train(was_training)
     logger.info("fit_codes: %d subject(s), loss %.4f -> %.4f in %d steps", len(data), history[0], history[-1], len(history))
     result = codes.detach()
     return (result, history) if return_history else result
