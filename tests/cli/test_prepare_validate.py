@@ -130,7 +130,7 @@ def test_validate_reports_problems_and_exit_code(tmp_path):
     lines = result.output.splitlines()
     assert lines[0].split() == ["case", "file", "severity", "problem"]
     assert any("case_1" in l and "num_classes=3" in l for l in lines)
-    assert any("case_2" in l and "file not found" in l for l in lines)
+    assert any("case_2" in l and "found no file" in l for l in lines)
     assert "2 error(s), 0 warning(s) in 2 case(s)" in result.output
     result = _run("validate", root / "datalist.json", "--num-classes", 6, "--key", "training")
     assert result.exit_code == 1 and "num_classes" not in result.output
@@ -146,7 +146,7 @@ def test_validate_warning_only_exits_zero(tmp_path):
 def test_validate_empty_folder_and_missing_path(tmp_path):
     (tmp_path / "empty").mkdir()
     result = _run("validate", tmp_path / "empty")
-    assert result.exit_code == 1 and "Error:" in result.output and "folder is empty" in result.output
+    assert result.exit_code == 1 and "Error:" in result.output and "found an empty folder" in result.output
     result = _run("validate", tmp_path / "nope")
     assert result.exit_code == 2 and "does not exist" in result.output
     result = _run("validate", tmp_path / "empty", "--num-classes", 0)
