@@ -185,13 +185,16 @@ def load_weights(network: torch.nn.Module, path: str | Path, *, what: str = "mod
     """Load a checkpoint (a bare state dict or ``{"model": state dict}``) into ``network``; return it.
 
     Raises:
-        InputError: the file is missing (with ``hint``, e.g. the command that makes it) or does not
-            fit the network (naming the file).
+        InputError: the file is missing (with ``hint``, e.g. the command that makes it), needs more
+            than tensors and plain values to load (refused, never executed) or does not fit the
+            network (naming the file).
     """
+    from medrefine.io.torchfile import load_plain
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no {what} found. {hint}".strip())
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_plain(path, what=f"{what} file")
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     try:
