@@ -49,6 +49,8 @@ def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], r
       medrefine run annotation_refinement train --set epochs=2 --set dataset_dir=cohort
       medrefine run annotation_refinement inference --set device=cpu
     """
+    import traceback
+
     from medrefine.bundle import find_bundle, parse_overrides, run_bundle
     from medrefine.errors import MedrefineError
 
@@ -58,7 +60,11 @@ def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], r
         click.echo(f"Warning: --set {', '.join(code)}: values starting with '$' run as Python code; "
                    "use only values (and bundles) you trust", err=True)
     if debug:
-        run_bundle(find_bundle(bundle, root), mode, overrides, extra_configs=list(extra))
+        try:
+            run_bundle(find_bundle(bundle, root), mode, overrides, extra_configs=list(extra))
+        except MedrefineError:
+            traceback.print_exc()  # then the usual one line and exit code
+            raise
         return
     try:
         run_bundle(find_bundle(bundle, root), mode, overrides, extra_configs=list(extra))
