@@ -97,6 +97,7 @@ def _check_nifti_case(
     """One case of files with geometry: readable, ``spatial_dims``-D, finite, labels in range, one grid, points inside."""
     from medrefine.data.datalist import NON_PATH_KEYS
     from medrefine.io import check_same_grid, load_image
+    from medrefine.io.checks import check_ndim
 
     case = entry.get("case")
     volumes = {}
@@ -116,8 +117,10 @@ def _check_nifti_case(
             text = str(err) if isinstance(err, InputError) else f"expected a readable {key}, found {type(err).__name__}: {err}"
             problems.add(case, path, " ".join(text.split()))
             continue
-        if volume.array.ndim != spatial_dims:
-            problems.add(case, path, f"expected a {spatial_dims}D {key}, found an array of shape {tuple(volume.array.shape)}")
+        try:
+            check_ndim(volume.array, path, ndim=spatial_dims, what=key)
+        except InputError as err:
+            problems.add(case, path, str(err))
             continue
         volumes[key] = volume
         if key.startswith("label"):

@@ -258,3 +258,33 @@ def test_nan_policy_zero_opts_in(base, tmp_path):
     run_bundle(overrides["bundle_root"], "inference", {**overrides, "nan_policy": "zero", "output_dir": str(out), "fit_steps": 1},
                extra_configs=[Path(overrides["bundle_root"]) / "configs" / "smoke.json"])
     assert (out / "refined" / "case_000.nii.gz").is_file()
+
+
+@pytest.mark.parametrize("kind", [k for k in IMAGE_KINDS + LABEL_KINDS if k not in ("missing", "empty_folder")] + ["point_outside"])
+def test_validate_flags_what_the_bundles_refuse(base, tmp_path, kind):
+    from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import check_cohort, has_errors
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(base / "cohort", cohort)
+    named = _break(kind, cohort)
+    problems = check_cohort(load_cohort(cohort, strict=False, fill_from={"points": cohort / "points"}))
+    assert has_errors(problems) and str(named.relative_to(cohort)) in set(problems["file"]), problems.to_string()
+
+
+def test_evaluate_refuses_a_4d_prediction_in_one_line(base, tmp_path):
+    from click.testing import CliRunner
+
+    from medrefine.cli import cli
+
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ref").mkdir()
+    shutil.copy(base / "cohort" / "labels" / "case_000.nii.gz", tmp_path / "ref")
+    nii = nib.load(str(base / "cohort" / "labels" / "case_000.nii.gz"))
+    array = np.asarray(nii.dataobj)
+    nib.save(nib.Nifti1Image(np.stack([array, array], -1), nii.affine), str(tmp_path / "pred" / "case_000.nii.gz"))
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                                      "--out", str(tmp_path / "m.csv"), "--no-progress"])
+    assert result.exit_code == INPUT_ERROR_EXIT_CODE
+    assert f"Error: {tmp_path / 'pred' / 'case_000.nii.gz'}: expected a 3D label map, found an array of shape (16, 16, 16, 2)" in result.output
+    assert not (tmp_path / "m.csv").exists()
