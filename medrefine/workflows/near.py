@@ -102,7 +102,7 @@ def load_refinement_cases(
     from medrefine.data.validate import require_valid
 
     cohort = load_cohort(source, key=key, label_key=label_key, strict=False)
-    cohort = require_valid(cohort, num_classes=num_classes, nan_policy=nan_policy).materialize_labels()
+    cohort = require_valid(cohort, nan_policy=nan_policy).materialize_labels()
     path = cohort.source
     cases: list[dict[str, Any]] = []
     if cohort.layout == "multinear":
