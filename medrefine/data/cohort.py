@@ -389,9 +389,9 @@ def load_cohort(
 
     path = Path(source).expanduser()
     if not path.exists():
-        raise InputError(f"dataset not found: {path}")
+        raise InputError(f"{path}: expected a dataset, found no such file or folder")
     if path.is_dir() and not any(path.iterdir()):
-        raise InputError(f"{path}: folder is empty, no dataset")
+        raise InputError(f"{path}: expected a dataset, found an empty folder")
     layouts = _layouts_at(path)
     if not layouts:
         raise InputError(f"{path}: not a dataset: looked for {_LOOKED_FOR}")

@@ -61,6 +61,7 @@ def load_refinement_cases(
     label_key: str = "label",
     clean_key: str = "label_clean",
     progress: bool = False,
+    nan_policy: str = "refuse",
 ) -> list[dict[str, Any]]:
     """Read a cohort and bring every case onto a cube, ready for the auto-decoder.
 
@@ -82,6 +83,7 @@ def load_refinement_cases(
         label_key: key of the label to refine. Defaults to ``"label"``.
         clean_key: key of an optional clean reference. Defaults to ``"label_clean"``.
         progress: show a progress bar.
+        nan_policy: ``"refuse"`` (default) refuses an image with NaN/Inf voxels; ``"zero"`` sets them to 0.
 
     Returns:
         One dict per case: ``case``, ``image`` ``(1, S, S, S)`` float32 in [0, 1], ``label``
@@ -99,7 +101,8 @@ def load_refinement_cases(
     from medrefine.data.cohort import load_cohort
     from medrefine.data.validate import require_valid
 
-    cohort = require_valid(load_cohort(source, key=key, label_key=label_key)).materialize_labels()
+    cohort = load_cohort(source, key=key, label_key=label_key, strict=False)
+    cohort = require_valid(cohort, nan_policy=nan_policy).materialize_labels()
     path = cohort.source
     cases: list[dict[str, Any]] = []
     if cohort.layout == "multinear":
@@ -115,7 +118,8 @@ def load_refinement_cases(
             })
     else:
         from medrefine.data.prepare import apply_prepare, normalize_appearance, prepare_case
-        from medrefine.io import check_same_grid, load_image, load_label
+        from medrefine.io import Volume, check_same_grid, load_image, load_label
+        from medrefine.workflows.preflight import zero_nonfinite
 
         if size is None:
             size = planned_cube_size([entry["label"] for entry in cohort.cases], margin_mm=margin_mm,
@@ -124,7 +128,8 @@ def load_refinement_cases(
         for entry in tqdm(cohort.cases, desc="cases", disable=not progress):
             case = str(entry["case"])
             try:
-                image = load_image(entry["image"])
+                image = load_image(entry["image"], finite=nan_policy == "refuse")
+                image = Volume(zero_nonfinite(image.array), image.affine, path=image.path)
                 label = load_label(entry["label"], num_classes=num_classes)
                 clean = load_label(entry[clean_key], num_classes=num_classes) if entry.get(clean_key) else None
                 # the crop box comes from the label being refined alone: a reference, when given,
@@ -134,7 +139,7 @@ def load_refinement_cases(
                     check_same_grid(label, clean, names=(str(entry["label"]), str(entry[clean_key])))
                 clean_cube = apply_prepare(clean, info, is_label=True).array if clean is not None else None
             except InputError as err:
-                raise type(err)(f"case {case}: {err}") from None
+                raise type(err)(f"{err} (case {case!r})") from None
             cases.append({
                 "case": case,
                 "image": normalize_appearance(image_cube.array, window=window)[None],

@@ -208,8 +208,8 @@ def test_unrecognised_folder_names_the_path_and_what_was_looked_for(tmp_path):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda p: None, "dataset not found"),
-    (lambda p: p.mkdir(), "folder is empty"),
+    (lambda p: None, "found no such file or folder"),
+    (lambda p: p.mkdir(), "found an empty folder"),
     (lambda p: [(p / "images").mkdir(parents=True), (p / "labels").mkdir()], "are empty"),
 ])
 def test_missing_and_empty(tmp_path, make, match):
