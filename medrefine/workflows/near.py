@@ -324,6 +324,9 @@ def refine_cases(
     min_component_voxels: int = 27,
     min_component_overlap: float = 0.2,
     max_uncertainty: float = 0.5,
+    restore_components: bool = True,
+    min_component_fraction: float = 0.1,
+    max_drop_distance_mm: float = 5.0,
 ) -> list[dict[str, Any]]:
     """Refine every case, guard it, and write the refined label, the uncertainty and the change map.
 
@@ -339,7 +342,7 @@ def refine_cases(
     [0, 1]), ``changes/<case>.nii.gz`` (0 where the refined label keeps the input's class, else the
     new class) and one row per case and class in ``changes.csv``: voxels in the input, in the
     refined label, added to / removed from the class, then the guard's ``action`` (``refined`` /
-    ``kept_input``; empty for a class in neither label and with ``guard=False``), ``reason`` (``"volume 0.02x input"``),
+    ``kept_input`` / ``restored_parts``; empty for a class in neither label and with ``guard=False``), ``reason`` (``"volume 0.02x input"``),
     ``rule`` (``"volume < 0.5x input"``) and what it measured: ``decoded_voxels`` (the decoder's
     label, before the guard), ``volume_ratio``, ``components``, ``components_lost``,
     ``mean_uncertainty``.
@@ -364,8 +367,9 @@ def refine_cases(
         guard: keep the input for the structures the refinement is not trusted with. The config
             key ``guard``. Default True; False writes the decoder's label unchecked.
         min_volume_ratio, max_volume_ratio, max_components_lost, min_component_voxels,
-            min_component_overlap, max_uncertainty: the guard's thresholds (config keys
-            ``guard_<name>``; defaults 0.5, 2.0, 0, 27, 0.2, 0.5), see
+            min_component_overlap, max_uncertainty, restore_components, min_component_fraction,
+            max_drop_distance_mm: the guard's thresholds and whether dropped parts are mended in
+            place (config keys ``guard_<name>``; defaults 0.5, 2.0, 0, 27, 0.2, 0.5, True, 0.1, 5), see
             :func:`~medrefine.transforms.guard_refinement`.
 
     Returns:
@@ -388,7 +392,9 @@ def refine_cases(
 
     thresholds = {"min_volume_ratio": min_volume_ratio, "max_volume_ratio": max_volume_ratio,
                   "max_components_lost": max_components_lost, "min_component_voxels": min_component_voxels,
-                  "min_component_overlap": min_component_overlap, "max_uncertainty": max_uncertainty}
+                  "min_component_overlap": min_component_overlap, "max_uncertainty": max_uncertainty,
+                  "restore_components": restore_components, "min_component_fraction": min_component_fraction,
+                  "max_drop_distance_mm": max_drop_distance_mm}
     if guard:
         check_guard_args(**thresholds)
     if mode is not None:
@@ -432,15 +438,21 @@ def refine_cases(
             refined = restore_to_original(label_cube, info)
             uncertainty = restore_image_to_original(entropy_cube, info, order=1)
             affine = np.asarray(info["original_affine"])
-            noisy = load_label(item["label_path"]).array
+            noisy_volume = load_label(item["label_path"])
+            noisy, spacing = noisy_volume.array, tuple(float(v) for v in noisy_volume.spacing)
         else:
             refined, uncertainty, affine, noisy = label_cube, entropy_cube, np.eye(4), np.asarray(item["label"])
+            spacing = None
         decisions = []
         if guard:
-            refined, decisions = guard_refinement(noisy, refined, uncertainty, classes=class_names or None, **thresholds)
-            kept = [f"{d.class_name} ({d.reason})" for d in decisions if d.kept_input]
-            if kept:
-                logger.warning("%s: kept the input for %s", case, ", ".join(kept))
+            refined, decisions = guard_refinement(noisy, refined, uncertainty, classes=class_names or None,
+                                                  spacing=spacing, **thresholds)
+            kept = [f"{d.class_name} ({d.reason})" for d in decisions if d.action == "kept_input"]
+            mended = [d.class_name for d in decisions if d.action == "restored_parts"]
+            if kept or mended:
+                logger.warning("%s: %s", case, "; ".join(
+                    ([f"kept the input for {', '.join(kept)}"] if kept else [])
+                    + ([f"put back dropped parts of {', '.join(mended)}"] if mended else [])))
         changed = np.where(refined != noisy, refined, 0).astype(np.uint8)
         protect = [p for p in (item.get("image_path"), item.get("label_path"), item.get("clean_path")) if p]
         paths = {
