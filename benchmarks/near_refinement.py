@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-points", type=int, default=4096, help="random query points per case and step (default 4096)")
     p.add_argument("--epochs", type=int, default=200, help="NeAR epochs (default 200)")
     p.add_argument("--batch-size", type=int, default=8, help="NeAR cases per step (default 8)")
-    p.add_argument("--fit-steps", type=int, default=300, help="latent-fitting steps for (e) (default 300)")
+    p.add_argument("--fit-steps", type=int, default=60, help="latent-fitting steps for (e) (default 60, the bundle's)")
+    p.add_argument("--fit-lr", type=float, default=0.03, help="latent-fitting learning rate for (e) (default 0.03, the bundle's)")
     p.add_argument("--unet-epochs", type=int, default=30, help="U-Net epochs for (c) (default 30)")
     p.add_argument("--noise", default="moderate", help="annotation noise severity (default moderate)")
     p.add_argument("--seed", type=int, default=0)
@@ -69,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.cases, args.held_out, args.size, args.resolution = 6, 2, 48, 64
-        args.train_resolution, args.epochs, args.fit_steps, args.unet_epochs = 24, 100, 60, 10
+        args.train_resolution, args.epochs, args.fit_steps, args.unet_epochs = 24, 100, 40, 10
     return args
 
 
@@ -195,7 +196,7 @@ def refine(net, model, cases, out_dir: Path, refine_mode: str, args) -> list[np.
     from medrefine.io import load_label
     from medrefine.workflows.near import refine_cases
 
-    written = refine_cases(net, cases, out_dir, refine_mode=refine_mode, model=model, fit_steps=args.fit_steps,
+    written = refine_cases(net, cases, out_dir, refine_mode=refine_mode, model=model, fit_steps=args.fit_steps, fit_lr=args.fit_lr,
                            fit_resolution=args.train_resolution, fit_num_points=args.num_points,
                            guard=not args.no_guard)
     return [load_label(w["refined"]).array for w in written]
