@@ -358,6 +358,7 @@ def load_cohort(
     cache_dir: str | Path | None = None,
     layout: str | None = None,
     strict: bool = True,
+    lesions: bool = False,
 ) -> Cohort:
     """Read a dataset of any recognised layout into cases and a class table.
 
@@ -381,6 +382,10 @@ def load_cohort(
         strict: raise one :class:`InputError` listing every problem (missing files, repeated case
             ids, unmatched files, missing required keys); with False they are returned in
             :attr:`Cohort.problems` instead (as ``medrefine validate`` reports them).
+        lesions: read a lesion cohort (layout ``"lesions"``: one case per lesion with
+            ``image_<modality>`` files, not ``image``/``label``; ``key``, ``label_key``,
+            ``require`` and ``fill_from`` do not apply) rather than refuse it, as ``medrefine
+            validate`` does; the image/label loaders of the other bundles refuse it.
 
     Returns:
         The :class:`Cohort`.
@@ -412,6 +417,9 @@ def load_cohort(
     if layout == "lesions":  # their own reader, which also checks every listed file exists
         from medrefine.data.lesions import load_lesions
 
+        if not lesions:
+            raise InputError(f"{path}: expected cases of {'/'.join(require) or 'images'}, found a lesion cohort "
+                             "(lesion folders or a lesion table: the lesion_classification bundle reads it)")
         found: list[CohortProblem] | None = None if strict else []
         return load_lesions(path, problems=found).as_cohort(problems=found or ())
     root = path.resolve().parent if path.is_file() else path.resolve()

@@ -268,7 +268,7 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
     Args:
         path: a datalist JSON, or a folder in any layout :func:`~medrefine.data.cohort.load_cohort`
             reads (``datalist.json``, ``images/`` + ``labels/``, ``imagesTr/`` + ``labelsTr/``,
-            MultiNeAR, TotalSegmentator cases, ...).
+            MultiNeAR, TotalSegmentator cases, ...), or a lesion cohort (folders or table).
         num_classes: number of classes including background; label values must be below it.
             Default: from the cohort's class table (datalist ``labels`` or ``classes.json``), else
             not checked.
@@ -291,7 +291,7 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
 
     if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
         raise InputError(f"`num_classes` must be >= 1 (background included), got {num_classes!r}")
-    return check_cohort(load_cohort(path, key=key, strict=False), num_classes=num_classes)
+    return check_cohort(load_cohort(path, key=key, strict=False, lesions=True), num_classes=num_classes)
 
 
 def check_cohort(

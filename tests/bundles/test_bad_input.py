@@ -322,7 +322,7 @@ def test_validate_flags_what_the_bundles_refuse(base, tmp_path, source, kind):
     cohort = tmp_path / "cohort"
     shutil.copytree(base / source, cohort)
     named = _break(kind, cohort)
-    problems = check_cohort(load_cohort(cohort, strict=False, fill_from={"points": cohort / "points"}))
+    problems = check_cohort(load_cohort(cohort, strict=False, fill_from={"points": cohort / "points"}, lesions=True))
     assert has_errors(problems) and str(named.relative_to(cohort)) in set(problems["file"]), problems.to_string()
 
 
