@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train")
+MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train", "stage2", "cross_validation")
 
 
 @click.command()
@@ -35,11 +35,12 @@ def bundles(root: str | None) -> None:
               help="Folder holding bundles (default: the repository's bundles/).")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], root: str | None, debug: bool) -> None:
-    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2) of BUNDLE.
+    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation) of BUNDLE.
 
     A thin wrapper over `python -m monai.bundle run`: it picks the bundle's config layers for the
     mode (evaluate = train + evaluate, as in the MONAI model zoo; stage2 = train + stage2 for
-    point_supervised_segmentation) and passes the overrides on. Every case is checked before the
+    point_supervised_segmentation; cross_validation = train + cross_validation for
+    lesion_classification) and passes the overrides on. Every case is checked before the
     first output; a refused input is one line `Error: <file>: expected ..., found ...` with exit
     code 3 (other failures: exit 1; --debug shows the traceback). Config values and --set values
     starting with '$' are Python expressions: run only bundles and values you trust.

@@ -11,7 +11,11 @@ Checks per case (severity ``error`` unless noted): missing file; unreadable file
 not an image, NaN/Inf, zero size); image/label grids that differ (shape, spacing, affine);
 label values that are not integers, negative, or ``>= num_classes``; a label without any
 foreground (``warning``); images without a label and labels without an image; repeated case ids;
-TotalSegmentator masks that are not 0/1 or not on the CT's grid.
+TotalSegmentator masks that are not 0/1 or not on the CT's grid. A lesion cohort
+(:mod:`medrefine.data.lesions`): every modality image readable, 3D and finite, each on its own
+grid, with the lesion's centre inside it; a malformed ``annotations.json`` or table row, an
+unparseable diameter or centre, a target value outside the declared set, a listed file that does
+not exist.
 """
 
 from __future__ import annotations
@@ -90,11 +94,21 @@ def _grid_problem(err: BaseException, reference_key: str, reference: Path) -> st
     return f"expected the voxel grid of the {reference_key} ({reference.name}), found {found}"
 
 
+def _what(key: str) -> str:
+    """How a message names the file of ``key``: ``image``, ``label``, ``'T2' image`` (a lesion's ``image_T2``)."""
+    return f"{key[len('image_'):]!r} image" if key.startswith("image_") else key
+
+
 def _check_nifti_case(
     problems: _Problems, entry: Mapping[str, Any], num_classes: int | None, *,
-    keys: Sequence[str] | None = None, spatial_dims: int = 3, finite: bool = True,
-) -> None:
-    """One case of files with geometry: readable, ``spatial_dims``-D, finite, labels in range, one grid, points inside."""
+    keys: Sequence[str] | None = None, spatial_dims: int = 3, finite: bool = True, one_grid: bool = True,
+) -> dict[str, Any]:
+    """One case of files with geometry: readable, ``spatial_dims``-D, finite, labels in range, one grid
+    (unless ``one_grid`` is False: a lesion's modalities each have their own), points inside.
+
+    Returns:
+        ``{key: Volume}`` of the files that passed.
+    """
     from medrefine.data.datalist import NON_PATH_KEYS
     from medrefine.io import check_same_grid, load_image
     from medrefine.io.checks import check_ndim
@@ -114,11 +128,11 @@ def _check_nifti_case(
         try:
             volume = load_image(path, finite=finite or key.startswith("label"))
         except Exception as err:  # a reader crashing on a broken file is still a problem of the file
-            text = str(err) if isinstance(err, InputError) else f"expected a readable {key}, found {type(err).__name__}: {err}"
+            text = str(err) if isinstance(err, InputError) else f"expected a readable {_what(key)}, found {type(err).__name__}: {err}"
             problems.add(case, path, " ".join(text.split()))
             continue
         try:
-            check_ndim(volume.array, path, ndim=spatial_dims, what=key)
+            check_ndim(volume.array, path, ndim=spatial_dims, what=_what(key))
         except InputError as err:
             problems.add(case, path, str(err))
             continue
@@ -128,7 +142,7 @@ def _check_nifti_case(
                 problems.add(case, path, problem, severity)
     reference_key = "image" if "image" in volumes else next(iter(volumes), None)
     for key, volume in volumes.items():
-        if key == reference_key:
+        if key == reference_key or not one_grid:
             continue
         try:
             check_same_grid(volumes[reference_key], volume, names=(str(reference_key), str(key)))
@@ -142,6 +156,21 @@ def _check_nifti_case(
                 load_points(path, image=volumes["image"])
             except InputError as err:
                 problems.add(case, path, _first_line(err))
+    return volumes
+
+
+def _check_lesion_case(problems: _Problems, case: Mapping[str, Any], finite: bool) -> None:
+    """A lesion (:meth:`~medrefine.data.lesions.LesionCohort.as_cohort`): every modality image as
+    :func:`_check_nifti_case` checks a case's files, each on its own grid, and each modality's
+    centre inside its image (a problem of the file that gives the centre: annotations.json or table)."""
+    from medrefine.data.lesions import centre_problem
+
+    keys = [k for k in case if k.startswith("image_")]
+    volumes = _check_nifti_case(problems, case, None, keys=keys, finite=finite, one_grid=False)
+    for key, volume in volumes.items():
+        problem = centre_problem(case["record"], key[len("image_"):], volume.shape[:3], volume.affine)
+        if problem is not None:
+            problems.add(case["case"], case["source"], problem)
 
 
 def _check_multinear(cohort: Cohort, problems: _Problems, num_classes: int | None) -> None:
@@ -239,7 +268,7 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
     Args:
         path: a datalist JSON, or a folder in any layout :func:`~medrefine.data.cohort.load_cohort`
             reads (``datalist.json``, ``images/`` + ``labels/``, ``imagesTr/`` + ``labelsTr/``,
-            MultiNeAR, TotalSegmentator cases, ...).
+            MultiNeAR, TotalSegmentator cases, ...), or a lesion cohort (folders or table).
         num_classes: number of classes including background; label values must be below it.
             Default: from the cohort's class table (datalist ``labels`` or ``classes.json``), else
             not checked.
@@ -262,7 +291,7 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
 
     if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
         raise InputError(f"`num_classes` must be >= 1 (background included), got {num_classes!r}")
-    return check_cohort(load_cohort(path, key=key, strict=False), num_classes=num_classes)
+    return check_cohort(load_cohort(path, key=key, strict=False, lesions=True), num_classes=num_classes)
 
 
 def check_cohort(
@@ -292,6 +321,10 @@ def check_cohort(
         num_classes = cohort.num_classes
     if cohort.layout == "multinear":
         _check_multinear(cohort, problems, num_classes)
+        return problems.frame()
+    if cohort.layout == "lesions":
+        for case in cohort.cases:
+            _check_lesion_case(problems, case, finite)
         return problems.frame()
     if "multinear" in cohort.layouts and keys is None:  # e.g. `medrefine prepare --layout multinear`: both are checked
         arrays = load_cohort(cohort.root, layout="multinear", strict=False)

@@ -79,6 +79,7 @@ def preflight(
     output_postfix: str | None = None,
     output_suffix: str = ".nii.gz",
     model_dir: str | Path | None = None,
+    output_files: Sequence[str | Path] = (),
     write_into_input_folder: bool = False,
 ) -> Sequence[Mapping[str, Any]]:
     """Refuse a run whose outputs would land among its inputs; return ``cases``.
@@ -92,6 +93,8 @@ def preflight(
             mode names its files otherwise (sub-folders per output kind).
         output_suffix: suffix of the per-case files. Default ``".nii.gz"``.
         model_dir: where a training mode writes its checkpoints and model (None: it writes none).
+        output_files: single files the mode writes besides (e.g. a predictions CSV); one that is
+            an input file of the run is refused always.
         write_into_input_folder: allow ``output_dir``/``model_dir`` to be an input folder (an
             output file on an input file is refused still).
 
@@ -111,6 +114,11 @@ def preflight(
     root = _dataset_root(dataset_dir)
     if root is not None:
         folders.setdefault(root, root)
+    for file in output_files:
+        target = Path(file).expanduser().resolve()
+        if target in input_set:
+            raise InputError(f"{target}: expected a new output file, found an input file of the run there; "
+                             "refusing to overwrite an input: set another output path")
     if output_dir is not None:
         out = Path(output_dir).expanduser().resolve()
         for cid, target in _output_names(cases, out, output_postfix, output_suffix) if output_postfix is not None else ():

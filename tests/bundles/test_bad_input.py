@@ -1,8 +1,10 @@
 """Every bundle mode refuses each broken input in one line, before writing, without touching the inputs.
 
 A bundle is covered by being added to ``bundles/``: its ``configs/metadata.json`` declares under
-``medrefine_inputs`` what each mode reads (``image``, ``label``, ``points``), and the broken-input
-kinds that apply follow from that. Each run goes through :func:`medrefine.bundle.run_bundle` in
+``medrefine_inputs`` what each mode reads (``image``, ``label``, ``points``, or ``lesions``: a lesion
+cohort, whose modality files and ``annotations.json`` are broken instead), and the broken-input
+kinds that apply follow from that; the cohort is the one its ``configs/smoke.json`` names
+(``smoke_cohort``), as in the bundle harness. Each run goes through :func:`medrefine.bundle.run_bundle` in
 this process (the checks run before any training, so a refused run takes well under a second);
 a few runs go through ``medrefine run`` in a subprocess for the exit code and the absence of a
 traceback. Every run asserts: an ``InputError`` whose text is one line naming the broken file (or
@@ -11,6 +13,7 @@ folder), no new file anywhere in the bundle's run folder, every input byte-ident
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -26,6 +29,7 @@ import pytest
 
 from medrefine.bundle import list_bundles, run_bundle
 from medrefine.bundle.discovery import bundles_root
+from medrefine.data.lesion_phantoms import LESION_TARGETS
 from medrefine.errors import INPUT_ERROR_EXIT_CODE, InputError
 
 BUNDLES = list_bundles(bundles_root())
@@ -34,6 +38,16 @@ REPO = Path(__file__).resolve().parents[2]
 #: broken-input kind -> what a mode must read for the kind to apply
 IMAGE_KINDS = ("truncated", "text", "empty_file", "4d", "nan", "missing", "empty_folder")
 LABEL_KINDS = ("label_range", "shape", "affine")
+#: what a lesion's annotations.json can get wrong
+ANNOTATION_KINDS = ("annotations", "centre_outside", "distance", "target_value")
+#: a lesion cohort: the image kinds on one modality file (missing: listed, not there), and the annotation kinds
+LESION_KINDS = IMAGE_KINDS + ANNOTATION_KINDS
+
+
+def _smoke_cohort(bundle) -> str:
+    """``"lesions"`` or ``"cohort"``: the folder of ``base`` the bundle runs on (its smoke.json's ``smoke_cohort``)."""
+    smoke = json.loads((bundle.path / "configs" / "smoke.json").read_text())
+    return "lesions" if smoke.get("smoke_cohort") == "lesions" else "cohort"
 
 
 def _reads(bundle) -> dict[str, list[str]]:
@@ -49,6 +63,7 @@ def _cases():
             kinds = list(IMAGE_KINDS) if "image" in reads else []
             kinds += list(LABEL_KINDS) if "label" in reads else []
             kinds += ["point_outside"] if "points" in reads else []
+            kinds += list(LESION_KINDS) if "lesions" in reads else []
             kinds += ["output_is_input"] if mode == "inference" else []
             out += [pytest.param(bundle, mode, kind, id=f"{bundle.name}-{mode}-{kind}") for kind in kinds]
     return out
@@ -63,9 +78,37 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
+def _first_lesion(cohort: Path) -> Path | None:
+    """The annotations.json of the first lesion of a lesion cohort (None for another cohort)."""
+    return next(iter(sorted(cohort.glob("*/annotations.json"))), None)
+
+
+def _break_annotation(kind: str, path: Path) -> Path:
+    if kind == "annotations":
+        path.write_text('{"0": {"nifti_files": ')
+        return path
+    document = json.loads(path.read_text())
+    roi = document["0"]
+    if kind == "centre_outside":
+        roi["np_loc_zyx"] = str([[500, 1, 1]] * len(ast.literal_eval(roi["nifti_files"])))
+    elif kind == "distance":
+        roi["distance"] = "about a centimetre"
+    elif kind == "target_value":
+        roi[next(iter(LESION_TARGETS))] = "7"  # outside the classes cohort.json declares
+    path.write_text(json.dumps(document))
+    return path
+
+
 def _break(kind: str, cohort: Path) -> Path:
-    """Break case_000 of ``cohort`` in one way; return the file (or folder) the error must name."""
-    image, label = cohort / "images" / "case_000.nii.gz", cohort / "labels_noisy" / "case_000.nii.gz"
+    """Break case_000 (or the first lesion) of ``cohort`` in one way; return the file (or folder) the error must name."""
+    lesion = _first_lesion(cohort)
+    if kind in ANNOTATION_KINDS:
+        return _break_annotation(kind, lesion)
+    if lesion is not None:  # its first modality file
+        image = lesion.parent / ast.literal_eval(json.loads(lesion.read_text())["0"]["nifti_files"])[0]
+    else:
+        image = cohort / "images" / "case_000.nii.gz"
+    label = cohort / "labels_noisy" / "case_000.nii.gz"
     if kind == "truncated":
         image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
         return image
@@ -109,7 +152,8 @@ def _break(kind: str, cohort: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    """A tiny cohort (3 cases of 16^3) with point files, and trained bundle copies where inference needs a model."""
+    """A tiny cohort (3 cases of 16^3) with point files, a tiny lesion cohort (4 patients, 1-2 lesions each,
+    no modality missing), and trained bundle copies where inference needs a model."""
     from click.testing import CliRunner
 
     from medrefine.cli import cli
@@ -121,8 +165,15 @@ def base(tmp_path_factory) -> Path:
     result = CliRunner().invoke(cli, ["points", "simulate", "--labels", str(cohort / "labels"), "--out",
                                       str(cohort / "points"), "--format", "json"])
     assert result.exit_code == 0, result.output
+    if any(_smoke_cohort(b) == "lesions" for b in BUNDLES):
+        from medrefine.data.lesion_phantoms import make_lesion_cohort
+
+        make_lesion_cohort(root / "lesions", patients=4, lesions_per_patient=(1, 2), missing_rate=0.0, seed=3)
     for bundle in BUNDLES:
         shutil.copytree(bundle.path, root / bundle.name, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
+        if _smoke_cohort(bundle) == "lesions":  # inference ensembles trained fold models: train one fold (seconds)
+            run_bundle(root / bundle.name, "train", {"dataset_dir": str(root / "lesions"), "device": "cpu"},
+                       extra_configs=[root / bundle.name / "configs" / "smoke.json"])
     # annotation_refinement's case loader is sized by the trained model: train it once (seconds)
     near = root / "annotation_refinement"
     if near.is_dir():
@@ -132,7 +183,7 @@ def base(tmp_path_factory) -> Path:
 
 def _setup(base: Path, tmp_path: Path, bundle, kind: str) -> tuple[Path, Path, dict]:
     cohort = tmp_path / "cohort"
-    shutil.copytree(base / "cohort", cohort)
+    shutil.copytree(base / _smoke_cohort(bundle), cohort)
     run_root = tmp_path / bundle.name
     shutil.copytree(base / bundle.name, run_root)
     dataset = cohort
@@ -141,12 +192,13 @@ def _setup(base: Path, tmp_path: Path, bundle, kind: str) -> tuple[Path, Path, d
         dataset.mkdir()
         named = dataset
     elif kind == "output_is_input":
-        named = cohort / "images"
+        lesion = _first_lesion(cohort)
+        named = lesion.parent if lesion is not None else cohort / "images"
     else:
         named = _break(kind, cohort)
     overrides = {"dataset_dir": str(dataset), "device": "cpu", "bundle_root": str(run_root)}
     if kind == "output_is_input":
-        overrides["output_dir"] = str(cohort / "images")
+        overrides["output_dir"] = str(named)
     if kind == "point_outside":
         overrides.update(simulate_points=False, points_dir=str(cohort / "points"))
     return cohort, named, overrides
@@ -260,15 +312,17 @@ def test_nan_policy_zero_opts_in(base, tmp_path):
     assert (out / "refined" / "case_000.nii.gz").is_file()
 
 
-@pytest.mark.parametrize("kind", [k for k in IMAGE_KINDS + LABEL_KINDS if k not in ("missing", "empty_folder")] + ["point_outside"])
-def test_validate_flags_what_the_bundles_refuse(base, tmp_path, kind):
+@pytest.mark.parametrize("source, kind", [("cohort", k) for k in IMAGE_KINDS + LABEL_KINDS + ("point_outside",)
+                                          if k not in ("missing", "empty_folder")]
+                         + [("lesions", k) for k in LESION_KINDS if k != "empty_folder"])
+def test_validate_flags_what_the_bundles_refuse(base, tmp_path, source, kind):
     from medrefine.data.cohort import load_cohort
     from medrefine.data.validate import check_cohort, has_errors
 
     cohort = tmp_path / "cohort"
-    shutil.copytree(base / "cohort", cohort)
+    shutil.copytree(base / source, cohort)
     named = _break(kind, cohort)
-    problems = check_cohort(load_cohort(cohort, strict=False, fill_from={"points": cohort / "points"}))
+    problems = check_cohort(load_cohort(cohort, strict=False, fill_from={"points": cohort / "points"}, lesions=True))
     assert has_errors(problems) and str(named.relative_to(cohort)) in set(problems["file"]), problems.to_string()
 
 
@@ -288,3 +342,31 @@ def test_evaluate_refuses_a_4d_prediction_in_one_line(base, tmp_path):
     assert result.exit_code == INPUT_ERROR_EXIT_CODE
     assert f"Error: {tmp_path / 'pred' / 'case_000.nii.gz'}: expected a 3D label map, found an array of shape (16, 16, 16, 2)" in result.output
     assert not (tmp_path / "m.csv").exists()
+
+
+def _lesion_bundle():
+    return next(b for b in BUNDLES if _smoke_cohort(b) == "lesions")
+
+
+def test_lesion_evaluate_checks_its_test_cohort_first(base, tmp_path):
+    """evaluate with `test_dataset_dir` (the ensemble on held-out lesions) refuses it before writing eval/."""
+    bundle = _lesion_bundle()
+    cohort, named, overrides = _setup(base, tmp_path, bundle, "nan")
+    run_root = Path(overrides["bundle_root"])
+    inputs, outputs = _hashes(cohort), _files(run_root)
+    with pytest.raises(InputError) as info:
+        run_bundle(run_root, "evaluate", {**overrides, "dataset_dir": str(base / "lesions"), "test_dataset_dir": str(cohort)},
+                   extra_configs=[run_root / "configs" / "smoke.json"])
+    assert str(info.value).startswith(f"{named}: expected finite voxel values") and "\n" not in str(info.value)
+    assert _files(run_root) == outputs and _hashes(cohort) == inputs
+
+
+def test_lesion_nan_policy_zero_opts_in(base, tmp_path):
+    """With `nan_policy: "zero"` a modality with NaN voxels is accepted (zeroed before the crop) and classified."""
+    bundle = _lesion_bundle()
+    cohort, _, overrides = _setup(base, tmp_path, bundle, "nan")
+    out = tmp_path / "predicted"
+    run_bundle(overrides["bundle_root"], "inference", {**overrides, "nan_policy": "zero", "output_dir": str(out)},
+               extra_configs=[Path(overrides["bundle_root"]) / "configs" / "smoke.json"])
+    table = (out / "predictions.csv").read_text().splitlines()
+    assert len(table) == 1 + len(list(cohort.glob("*/annotations.json"))) and "nan" not in table[1].lower()
