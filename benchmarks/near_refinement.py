@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=64, help="cube edge NeAR refines at (default 64: the phantoms' native grid; NeAR used 128 on 128^3-scale data)")
     p.add_argument("--train-resolution", type=int, default=32, help="query grid edge in training (default 32)")
     p.add_argument("--num-points", type=int, default=4096, help="random query points per case and step (default 4096)")
-    p.add_argument("--epochs", type=int, default=200, help="NeAR epochs (default 200)")
+    p.add_argument("--epochs", type=int, default=None, help="NeAR epochs (default: the bundle's, default_epochs(cases): 200 for 16 cases, 1,600 for the one real CT)")
+    p.add_argument("--grid-sizes", nargs="+", type=int, default=[4, 8], help="latent grid edges, coarse to fine (default 4 8, the bundle's)")
+    p.add_argument("--grid-channels", nargs="+", type=int, default=[64, 32], help="channels per grid (default 64 32, the bundle's)")
     p.add_argument("--batch-size", type=int, default=8, help="NeAR cases per step (default 8)")
     p.add_argument("--fit-steps", type=int, default=60, help="latent-fitting steps for (e) (default 60, the bundle's)")
     p.add_argument("--fit-lr", type=float, default=0.03, help="latent-fitting learning rate for (e) (default 0.03, the bundle's)")
@@ -170,12 +172,16 @@ def train_near(cases, args, workdir: Path):
     from medrefine.networks import ImplicitRefiner
 
     k = 11 if args.num_classes is None else args.num_classes
-    net = ImplicitRefiner(num_cases=len(cases), out_channels=k, grid_sizes=(4, 8), grid_channels=(64, 32),
+    net = ImplicitRefiner(num_cases=len(cases), out_channels=k, grid_sizes=tuple(args.grid_sizes),
+                          grid_channels=tuple(args.grid_channels),
                          hidden_channels=(256, 256, 128))
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
     loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, class_weight_cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
+    from medrefine.engines import default_epochs
+
+    epochs = args.epochs or default_epochs(len(cases))
     trainer = create_autodecoder_trainer(
-        net, cases, loss_function=loss, lr=1e-2, max_epochs=args.epochs, batch_size=args.batch_size,
+        net, cases, loss_function=loss, lr=1e-2, max_epochs=epochs, batch_size=args.batch_size,
         train_resolution=args.train_resolution, num_points=args.num_points, seed=args.seed,
     )
     start = time.perf_counter()
@@ -277,7 +283,9 @@ def run_family(family: str, args, workdir: Path) -> dict[str, dict]:
     t = time.perf_counter()
     record("(d) NeAR transductive", refine(net, model, cases, workdir / "out_d", "transductive", args), clean)
     per_case_d = (time.perf_counter() - t) / len(cases)
-    print(f"      NeAR training {seconds / 60:.1f} min ({args.epochs} epochs, {len(cases)} cases); "
+    from medrefine.engines import default_epochs
+
+    print(f"      NeAR training {seconds / 60:.1f} min ({args.epochs or default_epochs(len(cases))} epochs, {len(cases)} cases); "
           f"refinement {per_case_d:.1f} s per case")
 
     train_cases, new_cases = cases[:-held], cases[-held:]
@@ -318,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir)
     print(f"cohorts: {args.cases} cardiac phantoms per family at {args.size}^3, {args.noise} noise; NeAR cube "
           f"{args.resolution}^3, train grid {args.train_resolution}^3, {args.num_points} points/case/step, "
-          f"{args.epochs} epochs, batch {args.batch_size}; guard {'on' if not args.no_guard else 'off'}; "
+          f"{args.epochs or 'default'} epochs, batch {args.batch_size}; guard {'on' if not args.no_guard else 'off'}; "
           f"torch {torch.__version__}, {args.threads} threads")
     for family in args.families:
         run_family(family, args, workdir / family)
@@ -380,10 +388,11 @@ def run_real_ct(args, workdir: Path) -> None:
     print_table(results, classes)
     a, d_ = results["(a) noisy labels"], results["(d) NeAR transductive"]
     worse = [classes[c] for c in d_["per_class"] if d_["per_class"][c] < a["per_class"][c] - 0.01]
-    erased = [classes[c] for c in classes if c and (refined == c).sum() == 0 and (clean == c).sum() > 0]
+    erased = [classes[c] for c in classes if c and (refined == c).sum() == 0 and (noisy == c).sum() > 0]
     print(f"\n[real CT] (d) - (a) = {d_['dice'] - a['dice']:+.3f} (target >= +0.08); HD95 {d_['hd95']:.2f} vs noisy "
           f"{a['hd95']:.2f} mm (target: <= noisy)")
-    print(f"[real CT] structures below noisy - 0.01: {', '.join(worse) or 'none'}; erased: {', '.join(erased) or 'none'}")
+    print(f"[real CT] structures below noisy - 0.01: {', '.join(worse) or 'none'}; erased (in the input, not in the "
+          f"output): {', '.join(erased) or 'none'}")
     print(f"[real CT] NeAR training {seconds / 60:.1f} min; refinement {per_case:.1f} s")
 
 

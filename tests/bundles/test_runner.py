@@ -66,9 +66,10 @@ def test_workflow_types_of_the_modes():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    ({"epochs": 50}, [30, 42]),
-    ({}, [120, 170]),  # 200 epochs: NeAR's recipe
-    ({"epochs": 50, "lr_milestones": [10, 20]}, [10, 20]),
+    ({"epochs": 50, "cases": "$[None]"}, [30, 42]),  # epochs given: the case count does not matter
+    ({"cases": "$[None] * 16"}, [120, 170]),  # epochs null, 16 cases: 200 epochs, NeAR's recipe
+    ({"cases": "$[None]"}, [960, 1360]),  # one case: 1,600 epochs (at least 1,600 case visits)
+    ({"epochs": 50, "lr_milestones": [10, 20], "cases": "$[None]"}, [10, 20]),
 ])
 def test_refinement_lr_milestones_follow_epochs_unless_set(overrides, expected):
     from monai.bundle import ConfigParser
