@@ -1,7 +1,8 @@
 """Exceptions raised by medrefine for bad input.
 
 Every error about a file names the file, says what was expected and what was found. The CLI turns
-:class:`MedrefineError` into a one-line message and a non-zero exit code instead of a traceback.
+:class:`MedrefineError` into an ``Error: ...`` message and exit code :data:`INPUT_ERROR_EXIT_CODE`
+instead of a traceback.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["MedrefineError", "InputError", "GeometryError", "did_you_mean"]
+__all__ = ["MedrefineError", "InputError", "GeometryError", "did_you_mean", "INPUT_ERROR_EXIT_CODE"]
+
+#: Exit code of the ``medrefine`` command when it refuses an input (1 is left to unexpected
+#: failures, 2 is click's usage error), so scripts can tell "fix your data" from "a bug".
+INPUT_ERROR_EXIT_CODE = 3
 
 
 class MedrefineError(Exception):

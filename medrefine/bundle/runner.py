@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,19 +40,47 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+#: Longest wait (s) for the worker threads a failed run left behind (CacheDataset's thread pool).
+THREAD_GRACE_S = 30.0
+# name parts of multiprocessing.pool.ThreadPool's threads ("Thread-3 (worker)", "Thread-1 (_handle_tasks)")
+_POOL_THREADS = ("(worker)", "(_handle_")
+
+
+def _join_new_threads(before: set[threading.Thread], timeout: float = THREAD_GRACE_S) -> None:
+    """Wait for the threads started since ``before`` to end, up to ``timeout`` seconds in all.
+
+    MONAI's ``CacheDataset`` fills its cache on a ``ThreadPool``; when one item raises, the pool is
+    terminated but its threads finish the item they hold. If the process exits meanwhile, the
+    interpreter is torn down under a thread running inside torch and the C++ runtime aborts
+    (``terminate called without an active exception``, exit 134). Waiting for them first lets
+    the error end the run cleanly.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread in before or thread is threading.current_thread() or not thread.is_alive():
+            continue
+        if any(part in thread.name for part in _POOL_THREADS):  # not tqdm's or TensorBoard's long-lived ones
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 @contextlib.contextmanager
 def medrefine_errors() -> Iterator[None]:
-    """Re-raise the medrefine error that MONAI's config machinery wrapped.
+    """Re-raise the medrefine error that MONAI's config machinery wrapped; let worker threads end first.
 
     MONAI reports a failing ``$`` expression or component as ``RuntimeError("Failed to evaluate
     ...")`` with the real error as its cause; a refused input (``InputError``: one line naming the
-    file, what was expected and what was found) is raised as itself instead.
+    file, what was expected and what was found) is raised as itself instead. On any error, the
+    threads started inside the block are given :data:`THREAD_GRACE_S` seconds to finish (see
+    :func:`_join_new_threads`).
     """
+    before = set(threading.enumerate())
     try:
         yield
     except MedrefineError:
+        _join_new_threads(before)
         raise
     except Exception as err:
+        _join_new_threads(before)
         cause: BaseException | None = err
         while cause is not None and not isinstance(cause, MedrefineError):
             cause = cause.__cause__ or cause.__context__
@@ -110,7 +140,7 @@ def create_workflow(
         raise InputError(f"{where}: the config lacks what MONAI requires of a {kind} workflow: {keys}")
     with medrefine_errors():
         workflow.initialize()
-    problems = workflow.check_properties()
+        problems = workflow.check_properties()
     if problems:
         raise InputError(f"{where}: MONAI's property check of a {kind} workflow fails for {problems} "
                          "(an optional property under a wrong id)")

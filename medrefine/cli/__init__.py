@@ -13,7 +13,7 @@ import logging
 import click
 
 from medrefine import __version__
-from medrefine.errors import MedrefineError
+from medrefine.errors import INPUT_ERROR_EXIT_CODE, MedrefineError
 
 __all__ = ["cli", "main"]
 
@@ -29,6 +29,12 @@ COMMANDS: dict[str, str] = {
     "run": "medrefine.cli.bundles:run",
     "demo": "medrefine.cli.demo:demo",
 }
+
+
+class InputRefused(click.ClickException):
+    """A refused input: ``Error: <message>`` on stderr and exit code :data:`INPUT_ERROR_EXIT_CODE`."""
+
+    exit_code = INPUT_ERROR_EXIT_CODE
 
 
 class LazyGroup(click.Group):
@@ -48,7 +54,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MedrefineError as err:
-            raise click.ClickException(str(err)) from err
+            raise InputRefused(str(err)) from err
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train")
+MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train", "stage2", "cross_validation")
 
 
 @click.command()
@@ -33,19 +33,49 @@ def bundles(root: str | None) -> None:
               help="Extra config file layered on top (repeatable).")
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder holding bundles (default: the repository's bundles/).")
-def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], root: str | None) -> None:
-    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2) of BUNDLE.
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
+def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], root: str | None, debug: bool) -> None:
+    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation) of BUNDLE.
 
     A thin wrapper over `python -m monai.bundle run`: it picks the bundle's config layers for the
     mode (evaluate = train + evaluate, as in the MONAI model zoo; stage2 = train + stage2 for
-    point_supervised_segmentation) and passes the overrides on.
+    point_supervised_segmentation; cross_validation = train + cross_validation for
+    lesion_classification) and passes the overrides on. Every case is checked before the
+    first output; a refused input is one line `Error: <file>: expected ..., found ...` with exit
+    code 3 (other failures: exit 1; --debug shows the traceback). Config values and --set values
+    starting with '$' are Python expressions: run only bundles and values you trust.
 
     \b
     Examples:
       medrefine run annotation_refinement train --set epochs=2 --set dataset_dir=cohort
       medrefine run annotation_refinement inference --set device=cpu
     """
-    from medrefine.bundle import find_bundle, parse_overrides, run_bundle
+    import traceback
 
-    info = find_bundle(bundle, root)
-    run_bundle(info, mode, parse_overrides(sets), extra_configs=list(extra))
+    from medrefine.bundle import find_bundle, parse_overrides, run_bundle
+    from medrefine.errors import MedrefineError
+
+    overrides = parse_overrides(sets)
+    code = sorted(k for k, v in overrides.items() if isinstance(v, str) and v.lstrip().startswith("$"))
+    if code:
+        click.echo(f"Warning: --set {', '.join(code)}: values starting with '$' run as Python code; "
+                   "use only values (and bundles) you trust", err=True)
+    if debug:
+        try:
+            run_bundle(find_bundle(bundle, root), mode, overrides, extra_configs=list(extra))
+        except MedrefineError:
+            traceback.print_exc()  # then the usual one line and exit code
+            raise
+        return
+    try:
+        run_bundle(find_bundle(bundle, root), mode, overrides, extra_configs=list(extra))
+    except MedrefineError as err:
+        if "\n" not in str(err):
+            raise
+        raise type(err)(" ".join(str(err).split())) from None  # one line, as a refused input is shown
+    except Exception as err:  # not a refused input: a bug or the environment; one line, traceback with --debug
+        root = err
+        while root.__cause__ is not None:  # MONAI wraps the real error in "Failed to evaluate ..." layers
+            root = root.__cause__
+        first = (str(root).strip().splitlines() or [""])[0]
+        raise click.ClickException(f"{type(root).__name__}: {first} (run again with --debug for the traceback)") from err

@@ -10,6 +10,10 @@ Layouts recognised (in this order, the first that fits is read):
 ``image_label_folders`` ``images/`` + ``labels/`` (or nnU-Net's ``imagesTr/`` + ``labelsTr/``)
                        paired by case id; images may be DICOM series folders
 ``totalsegmentator``   ``<case>/ct.nii.gz`` + ``<case>/segmentations/<structure>.nii.gz``
+``lesions``            lesion folders (``<lesion>/annotations.json`` + one image per modality)
+                       or a lesion table (``lesions.csv``, a CSV or a ``{"lesions": [...]}``
+                       JSON file): :func:`medrefine.data.lesions.load_lesions`, one case per
+                       lesion with ``image_<modality>`` files
 ``dicom_series``       a folder whose files are one DICOM series (one image, no label)
 ``image_folder``       a folder of image files (images only, e.g. for inference)
 =====================  ===================================================================
@@ -38,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: Layout names, in the order they are tried.
 LAYOUTS: tuple[str, ...] = (
-    "datalist", "multinear", "image_label_folders", "totalsegmentator", "dicom_series", "image_folder",
+    "datalist", "multinear", "image_label_folders", "totalsegmentator", "lesions", "dicom_series", "image_folder",
 )
 
 DATALIST_FILE = "datalist.json"
@@ -47,7 +51,8 @@ _PAIR_FOLDERS = (("images", "labels"), ("imagesTr", "labelsTr"))
 _DATALIST_LISTS = ("training", "validation", "test")
 _LOOKED_FOR = (
     "datalist.json, images/ + labels/, imagesTr/ + labelsTr/, MultiNeAR (appearance/, shape/, info.csv), "
-    "TotalSegmentator cases (<case>/ct.nii.gz + <case>/segmentations/), a DICOM series or image files"
+    "TotalSegmentator cases (<case>/ct.nii.gz + <case>/segmentations/), lesion folders (<lesion>/annotations.json) "
+    "or a lesion table (lesions.csv), a DICOM series or image files"
 )
 _FILL_SUFFIXES = (".json",)
 
@@ -174,8 +179,11 @@ def _layouts_at(path: Path) -> tuple[str, ...]:
     """Every layout ``path`` fits, in :data:`LAYOUTS` order (listing only, nothing opened)."""
     from medrefine.data.datalist import _is_image_file, is_dicom_series
     from medrefine.data.layouts import is_multinear
+    from medrefine.data.lesions import is_lesion_cohort
 
     if path.is_file():
+        if is_lesion_cohort(path):
+            return ("lesions",)
         return ("datalist",) if path.name.lower().endswith(".json") else ()
     found = []
     if (path / DATALIST_FILE).is_file():
@@ -186,6 +194,8 @@ def _layouts_at(path: Path) -> tuple[str, ...]:
         found.append("image_label_folders")
     if any(p.is_dir() and (p / "segmentations").is_dir() for p in path.iterdir() if not p.name.startswith(".")):
         found.append("totalsegmentator")
+    if is_lesion_cohort(path):
+        found.append("lesions")
     if is_dicom_series(path):
         found.append("dicom_series")
     elif any(_is_image_file(p) for p in path.iterdir()):
@@ -348,6 +358,7 @@ def load_cohort(
     cache_dir: str | Path | None = None,
     layout: str | None = None,
     strict: bool = True,
+    lesions: bool = False,
 ) -> Cohort:
     """Read a dataset of any recognised layout into cases and a class table.
 
@@ -371,6 +382,10 @@ def load_cohort(
         strict: raise one :class:`InputError` listing every problem (missing files, repeated case
             ids, unmatched files, missing required keys); with False they are returned in
             :attr:`Cohort.problems` instead (as ``medrefine validate`` reports them).
+        lesions: read a lesion cohort (layout ``"lesions"``: one case per lesion with
+            ``image_<modality>`` files, not ``image``/``label``; ``key``, ``label_key``,
+            ``require`` and ``fill_from`` do not apply) rather than refuse it, as ``medrefine
+            validate`` does; the image/label loaders of the other bundles refuse it.
 
     Returns:
         The :class:`Cohort`.
@@ -389,9 +404,9 @@ def load_cohort(
 
     path = Path(source).expanduser()
     if not path.exists():
-        raise InputError(f"dataset not found: {path}")
+        raise InputError(f"{path}: expected a dataset, found no such file or folder")
     if path.is_dir() and not any(path.iterdir()):
-        raise InputError(f"{path}: folder is empty, no dataset")
+        raise InputError(f"{path}: expected a dataset, found an empty folder")
     layouts = _layouts_at(path)
     if not layouts:
         raise InputError(f"{path}: not a dataset: looked for {_LOOKED_FOR}")
@@ -399,6 +414,14 @@ def load_cohort(
         layout = layouts[0]
     elif layout not in layouts:
         raise InputError(f"{path}: is not in the {layout!r} layout; found {list(layouts)}.{did_you_mean(layout, LAYOUTS)}")
+    if layout == "lesions":  # their own reader, which also checks every listed file exists
+        from medrefine.data.lesions import load_lesions
+
+        if not lesions:
+            raise InputError(f"{path}: expected cases of {'/'.join(require) or 'images'}, found a lesion cohort "
+                             "(lesion folders or a lesion table: the lesion_classification bundle reads it)")
+        found: list[CohortProblem] | None = None if strict else []
+        return load_lesions(path, problems=found).as_cohort(problems=found or ())
     root = path.resolve().parent if path.is_file() else path.resolve()
     datalist_file = path if path.is_file() else path / DATALIST_FILE
     problems = _Problems()

@@ -70,6 +70,10 @@ def case_id(path: str | Path) -> str:
     return Path(name).stem
 
 
+#: Case-id endings of the files the bundles write (``<case>_seg.nii.gz``); image folder scans skip them.
+OUTPUT_POSTFIXES = ("_seg",)
+
+
 def _is_image_file(path: Path) -> bool:
     name = path.name.lower()
     return path.is_file() and not name.startswith(".") and any(name.endswith(s) for s in IMAGE_SUFFIXES)
@@ -101,7 +105,9 @@ def list_cases(folder: str | Path, *, what: str = "image", series: bool = False)
     """Map case id -> file for the image files directly inside ``folder`` (sorted by case id).
 
     Sub-folders (unless ``series``), hidden files and files with other endings (``.json``
-    sidecars, ``.csv``) are ignored.
+    sidecars, ``.csv``) are ignored; so are, for ``what="image"``, files whose case id ends with
+    one of :data:`OUTPUT_POSTFIXES` (what a bundle wrote there: a second run does not segment
+    its own outputs).
 
     Args:
         folder: the folder to list.
@@ -119,13 +125,19 @@ def list_cases(folder: str | Path, *, what: str = "image", series: bool = False)
     if not folder.is_dir():
         raise InputError(f"{what} folder not found: {folder}")
     cases: dict[str, Path] = {}
+    skipped = []
     for path in sorted(folder.iterdir()):
         if not (_is_image_file(path) or (series and not path.name.startswith(".") and is_dicom_series(path))):
             continue
         cid = case_id(path)
+        if what == "image" and cid.endswith(OUTPUT_POSTFIXES):
+            skipped.append(path.name)  # a segmentation a bundle wrote here, not an image to segment
+            continue
         if cid in cases:
             raise InputError(f"{folder}: two {what} files for case {cid!r}: {cases[cid].name} and {path.name}")
         cases[cid] = path.resolve()
+    if skipped:
+        logger.info("%s: skipped %d file(s) named like medrefine outputs (%s)", folder, len(skipped), ", ".join(skipped[:3]))
     if not cases:
         if series:
             raise InputError(

@@ -171,8 +171,11 @@ def write_info_csv(root: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Write MultiNeAR's ``info.csv`` (column ``id`` first, then any other columns of ``rows``)."""
     import pandas as pd
 
+    from medrefine.io.writers import atomic_write
+
     path = Path(root) / "info.csv"
-    pd.DataFrame(list(rows)).to_csv(path, index=False)
+    with atomic_write(path) as tmp:
+        pd.DataFrame(list(rows)).to_csv(tmp, index=False)
     return path
 
 

@@ -32,9 +32,15 @@ the folder name before ``_lesion`` (``P007``).
 in world RAS millimetres (medrefine's convention), ``target_<name>`` a class value; an empty
 image cell is a missing modality, an empty target cell an unlabelled target.
 
+A modality is missing from a lesion when it is not listed (``nifti_files``) or its image cell is
+empty; a listed file that does not exist is an error, not a missing modality.
+
 Every problem raises :class:`~medrefine.errors.InputError` in one line naming the file, what was
-expected and what was found; :func:`check_lesion_images` also opens each image header to refuse
-a centre outside its image.
+expected and what was found (with a ``problems`` list, :func:`load_lesions` records them there and
+reads on, as ``medrefine validate`` wants). :func:`check_lesion_images` opens every image with the
+checks every bundle and ``medrefine validate`` share (:func:`medrefine.data.validate.check_cohort`:
+readable, 3D, finite values) and refuses a centre outside its image; :meth:`LesionCohort.as_cohort`
+is the form those checks read.
 """
 
 from __future__ import annotations
@@ -47,16 +53,21 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medrefine.errors import InputError, did_you_mean
 
+if TYPE_CHECKING:
+    from medrefine.data.cohort import Cohort
+
 __all__ = [
     "ANNOTATIONS_FILE",
     "LesionCohort",
+    "centre_problem",
     "check_lesion_images",
+    "is_lesion_cohort",
     "load_lesions",
     "parse_distance",
     "parse_literal",
@@ -73,6 +84,7 @@ _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _DISTANCE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(mm)?\s*$")
 _TARGET_KEY = re.compile(r"^label\d*$")
 _PATIENT = re.compile(r"^(.+?)_lesion\d+")
+_ROW = re.compile(r"^(.*) \(row (\d+)\)$")
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,53 @@ class LesionCohort:
             first = sorted(unknown)[0]
             raise InputError(f"{self.source}: no lesion {first!r}.{did_you_mean(first, self.case_ids)}")
         return LesionCohort([r for r in self.records if r["case"] in wanted], self.modalities, self.targets, self.source)
+
+    def as_cohort(self, problems: Sequence[Any] = ()) -> Cohort:
+        """The lesions as a :class:`~medrefine.data.cohort.Cohort` of layout ``"lesions"``: one case per
+        lesion with ``image_<modality>`` (the present modalities' files), ``source`` (its
+        ``annotations.json`` or table) and ``record``; what :func:`medrefine.data.validate.check_cohort`
+        and :func:`medrefine.workflows.preflight.preflight` read."""
+        from medrefine.data.cohort import Cohort
+
+        cases = [{"case": r["case"], **{f"image_{m}": p for m, p in r["images"].items() if p}, "source": r["source"],
+                  "record": r} for r in self.records]
+        root = (self.source if self.source.is_dir() else self.source.parent).resolve()
+        return Cohort(cases=cases, classes=None, layout="lesions", root=root, source=self.source, layouts=("lesions",),
+                      problems=tuple(problems))
+
+
+# ------------------------------------------------------------------------------- problems
+
+
+def _as_problem(message: str, case: str = "") -> Any:
+    """``"<file>: expected ..."`` (or ``"<table> (row 3): ..."``) as a :class:`~medrefine.data.cohort.CohortProblem`."""
+    from medrefine.data.cohort import CohortProblem
+
+    file, _, text = message.partition(": ")
+    row = _ROW.match(file)
+    if row:
+        file, text = row.group(1), f"row {row.group(2)}: {text}"
+    elif not case and (Path(file).parent / ANNOTATIONS_FILE).is_file():
+        case = Path(file).parent.name  # a file of a lesion folder: its lesion
+    return CohortProblem(case, file, text)
+
+
+def _refuse(problems: list | None, message: str, case: str = "") -> None:
+    """Raise ``message``; with a ``problems`` list, record it there instead."""
+    if problems is None:
+        raise InputError(message)
+    problems.append(_as_problem(message, case))
+
+
+def _collect(problems: list | None, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``; with a ``problems`` list, its InputError is recorded there (None returned)."""
+    try:
+        return call(*args, **kwargs)
+    except InputError as err:
+        if problems is None:
+            raise
+        problems.append(_as_problem(str(err)))
+        return None
 
 
 # ------------------------------------------------------------------------------- parsing
@@ -199,7 +258,7 @@ def _target_value(value: Any) -> str | None:
 # ------------------------------------------------------------------------------- folders
 
 
-def _read_annotation(path: Path, *, target_keys: Sequence[str] | None, allow_missing: bool) -> list[dict[str, Any]]:
+def _read_annotation(path: Path, *, target_keys: Sequence[str] | None) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -232,12 +291,8 @@ def _read_annotation(path: Path, *, target_keys: Sequence[str] | None, allow_mis
             modality = _modality_name(name)
             file = folder / name
             if not file.is_file():
-                if not allow_missing:
-                    raise InputError(f"{file}: expected the {modality!r} image listed in {path.name}, found no file "
-                                     "(presence flags are off, so every modality must exist)")
-                logger.info("%s: %s listed but absent, treated as a missing modality", path, name)
-                images[modality] = None
-                continue
+                raise InputError(f"{file}: expected the {modality!r} image listed in {path.name}, found no file "
+                                 "(a missing modality is one left out of 'nifti_files')")
             images[modality] = str(file.resolve())
             centre_of[modality] = [float(v) for v in centre]
         keys = list(target_keys) if target_keys else sorted((k for k in roi if _TARGET_KEY.match(k)), key=_label_order)
@@ -264,20 +319,20 @@ def _patient_of(folder_name: str) -> str:
 
 
 def read_lesion_folders(root: str | Path, *, target_keys: Sequence[str] | None = None,
-                        allow_missing: bool = True) -> list[dict[str, Any]]:
+                        problems: list | None = None) -> list[dict[str, Any]]:
     """Read every ``<lesion folder>/annotations.json`` under ``root`` (see the module docstring).
 
     Args:
         root: the folder of lesion folders.
         target_keys: annotation keys that are targets; default ``label``, ``label2``, ...
-        allow_missing: a listed file that is absent is a missing modality (presence flag 0);
-            with False it is refused.
+        problems: record a malformed ``annotations.json`` here and skip its lesions (default: raise).
 
     Returns:
         The lesion records, sorted by folder name.
 
     Raises:
-        InputError: no lesion folder, or a malformed ``annotations.json`` (names the file).
+        InputError: no lesion folder, or a malformed ``annotations.json`` or a listed image file
+            that does not exist (names the file).
     """
     root = Path(root)
     files = sorted(root.glob(f"*/{ANNOTATIONS_FILE}"))
@@ -285,7 +340,7 @@ def read_lesion_folders(root: str | Path, *, target_keys: Sequence[str] | None =
         raise InputError(f"{root}: expected lesion folders holding {ANNOTATIONS_FILE}, found none")
     records = []
     for path in files:
-        records.extend(_read_annotation(path, target_keys=target_keys, allow_missing=allow_missing))
+        records.extend(_collect(problems, _read_annotation, path, target_keys=target_keys) or [])
     return records
 
 
@@ -309,12 +364,17 @@ def _table_rows(path: Path) -> list[dict[str, Any]]:
         raise InputError(f"{path}: expected a CSV lesion table, found unreadable content ({err})") from None
 
 
-def read_lesion_table(path: str | Path, *, allow_missing: bool = True) -> list[dict[str, Any]]:
+def read_lesion_table(path: str | Path, *, allow_missing: bool = True, problems: list | None = None) -> list[dict[str, Any]]:
     """Read a lesion table (CSV or JSON ``{"lesions": [...]}``; columns in the module docstring).
 
+    Args:
+        path: the table.
+        allow_missing: an empty image cell is a missing modality; with False it is refused.
+        problems: record a bad row here and skip it (default: raise).
+
     Raises:
-        InputError: missing columns, an unparseable centre or diameter, a missing image file
-            without ``allow_missing``, repeated lesion ids (names the table).
+        InputError: missing columns, an unparseable centre or diameter, an image file that does not
+            exist, an empty image cell without ``allow_missing`` (names the table and row).
     """
     path = Path(path)
     rows = _table_rows(path)
@@ -331,30 +391,35 @@ def read_lesion_table(path: str | Path, *, allow_missing: bool = True) -> list[d
         raise InputError(f"{path}: expected columns patient, lesion, diameter_mm, image_<modality>, centre_<modality>, "
                          f"target_<name>; missing {missing or ['image_<modality>']}")
     root = path.resolve().parent
-    records = []
-    for index, row in enumerate(rows):
-        where = f"{path} (row {index + 1})"
-        images: dict[str, str | None] = {}
-        centres: dict[str, list[float]] = {}
-        for m in modalities:
-            cell = str(row.get(f"image_{m}") or "").strip()
-            file = (root / cell) if cell and not Path(cell).is_absolute() else Path(cell)
-            if not cell or not file.is_file():
-                if not allow_missing:
-                    shown = file if cell else f"an empty 'image_{m}' cell"
-                    raise InputError(f"{where}: expected the {m!r} image, found {'no file ' if cell else ''}{shown} "
-                                     "(presence flags are off, so every modality must exist)")
-                images[m] = None
-                continue
-            images[m] = str(file.resolve())
-            centres[m] = _points(row.get(f"centre_{m}"), 1, where=where, key=f"centre_{m}")[0]
-        records.append({
-            "case": str(row["lesion"]), "patient": str(row["patient"]), "source": str(path),
-            "diameter_mm": parse_distance(row.get(size_key), where=where, key=size_key),
-            "images": images, "centres": centres, "centre_space": "ras",
-            "targets": {t: _target_value(row.get(f"target_{t}")) for t in targets},
-        })
-    return records
+    records = [_collect(problems, _table_row, row, f"{path} (row {index + 1})", str(path), root, modalities, targets,
+                        size_key, allow_missing) for index, row in enumerate(rows)]
+    return [r for r in records if r is not None]
+
+
+def _table_row(row: Mapping[str, Any], where: str, source: str, root: Path, modalities: Sequence[str],
+               targets: Sequence[str], size_key: str, allow_missing: bool) -> dict[str, Any]:
+    images: dict[str, str | None] = {}
+    centres: dict[str, list[float]] = {}
+    for m in modalities:
+        cell = str(row.get(f"image_{m}") or "").strip()
+        if not cell:
+            if not allow_missing:
+                raise InputError(f"{where}: expected the {m!r} image, found an empty 'image_{m}' cell "
+                                 "(presence flags are off, so every modality must exist)")
+            images[m] = None
+            continue
+        file = Path(cell) if Path(cell).is_absolute() else root / cell
+        if not file.is_file():
+            raise InputError(f"{file}: expected the {m!r} image named in {where}, found no file "
+                             f"(a missing modality is an empty 'image_{m}' cell)")
+        images[m] = str(file.resolve())
+        centres[m] = _points(row.get(f"centre_{m}"), 1, where=where, key=f"centre_{m}")[0]
+    return {
+        "case": str(row["lesion"]), "patient": str(row["patient"]), "source": source,
+        "diameter_mm": parse_distance(row.get(size_key), where=where, key=size_key),
+        "images": images, "centres": centres, "centre_space": "ras",
+        "targets": {t: _target_value(row.get(f"target_{t}")) for t in targets},
+    }
 
 
 # ------------------------------------------------------------------------------------ API
@@ -367,6 +432,24 @@ def _sort_values(values: set[str]) -> list[str]:
         return sorted(values)
 
 
+def is_lesion_cohort(path: str | Path) -> bool:
+    """Whether ``path`` is a lesion cohort: a folder of lesion folders (``*/annotations.json``) or
+    holding ``lesions.csv``, a CSV table, or a JSON file holding a list ``"lesions"`` (listing only,
+    except that a JSON file is read)."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "lesions.csv").is_file() or any(path.glob(f"*/{ANNOTATIONS_FILE}"))
+    if path.suffix.lower() == ".csv":
+        return True
+    if path.suffix.lower() == ".json" and path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and isinstance(data.get("lesions"), list)
+    return False
+
+
 def load_lesions(
     source: str | Path,
     *,
@@ -375,6 +458,8 @@ def load_lesions(
     allow_missing: bool = True,
     check_images: bool = False,
     unlabelled: bool = False,
+    nan_policy: str = "refuse",
+    problems: list | None = None,
 ) -> LesionCohort:
     """Read a lesion cohort: a folder of lesion folders, or a lesion table (CSV / JSON).
 
@@ -385,11 +470,19 @@ def load_lesions(
         targets: target names (class values parsed from the data, sorted) or
             ``{name: [declared class values]}`` (a value outside them is refused); default every
             target found.
-        allow_missing: missing modalities become zeros with a presence flag 0; with False every
-            lesion must have every modality.
-        check_images: also open every image header (:func:`check_lesion_images`).
+        allow_missing: a modality left out of a lesion becomes zeros with a presence flag 0; with
+            False every lesion must have every modality. (A listed file that does not exist is
+            refused either way.)
+        check_images: also open every image (:func:`check_lesion_images`: readable, 3D, finite,
+            centre inside).
         unlabelled: a declared target (``targets`` as a mapping) may be absent from the data
             (inference on new lesions); its values are then all unlabelled.
+        nan_policy: with ``check_images``: ``"refuse"`` NaN/Inf voxels, or ``"zero"`` (accepted;
+            the crop sets them to 0).
+        problems: record the problems of single lesions (a malformed ``annotations.json``, a bad
+            table row, a value outside the declared set, ...) here as
+            :class:`~medrefine.data.cohort.CohortProblem` and leave those lesions out, instead of
+            raising; problems of the cohort as a whole still raise.
 
     Returns:
         The :class:`LesionCohort`.
@@ -397,7 +490,9 @@ def load_lesions(
     Raises:
         InputError: one line naming the file: malformed ``annotations.json``, unparseable
             diameter or centre, target value outside the declared set, unknown modality or
-            target name, repeated lesion id, a missing modality without ``allow_missing``.
+            target name, repeated lesion id, a listed image file that does not exist, a missing
+            modality without ``allow_missing``; with ``check_images``, what
+            :func:`check_lesion_images` refuses.
 
     Example:
         >>> cohort = load_lesions("lesions", targets=["label", "label2"])  # doctest: +SKIP
@@ -406,7 +501,7 @@ def load_lesions(
     """
     path = Path(source).expanduser()
     if not path.exists():
-        raise InputError(f"lesion cohort not found: {path}")
+        raise InputError(f"{path}: expected a lesion cohort, found no such file or folder")
     if path.is_dir() and (path / "lesions.csv").is_file():
         path = path / "lesions.csv"
     if path.is_dir():
@@ -415,44 +510,57 @@ def load_lesions(
             targets = declared_targets if targets is None else targets
             modalities = declared_modalities if modalities is None else modalities
         keys = list(targets) if targets is not None else None
-        records = read_lesion_folders(path, target_keys=keys, allow_missing=allow_missing)
+        records = read_lesion_folders(path, target_keys=keys, problems=problems)
     else:
-        records = read_lesion_table(path, allow_missing=allow_missing)
+        records = read_lesion_table(path, allow_missing=allow_missing, problems=problems)
     seen: dict[str, str] = {}
+    unique = []
     for r in records:
         if r["case"] in seen:
-            raise InputError(f"{r['source']}: expected unique lesion ids, found {r['case']!r} also in {seen[r['case']]}")
+            _refuse(problems, f"{r['source']}: expected unique lesion ids, found {r['case']!r} also in {seen[r['case']]}",
+                    r["case"])
+            continue
         seen[r["case"]] = r["source"]
+        unique.append(r)
     chosen = modalities is not None
-    found_modalities = list(dict.fromkeys(m for r in records for m in r["images"]))
+    found_modalities = list(dict.fromkeys(m for r in unique for m in r["images"]))
     if modalities is None:
         modalities = found_modalities
     for m in modalities:
-        if m not in found_modalities:
+        if unique and m not in found_modalities:
             raise InputError(f"{path}: expected modality {m!r} in the cohort, found {found_modalities}.{did_you_mean(m, found_modalities)}")
-    for r in records:
-        extra = set(r["images"]) - set(modalities)
-        for m in extra:
+    records = []
+    for r in unique:
+        for m in set(r["images"]) - set(modalities):
             r["images"].pop(m)
             r["centres"].pop(m, None)
         for m in modalities:
             r["images"].setdefault(m, None)
         if not allow_missing and any(r["images"][m] is None for m in modalities):
             absent = next(m for m in modalities if r["images"][m] is None)
-            raise InputError(f"{r['source']}: expected a {absent!r} image (presence flags are off), found none listed")
-        if not chosen and not any(r["images"].values()):
-            raise InputError(f"{r['source']}: expected at least one of the modalities {list(modalities)}, found none")
-    table = _target_table(records, targets, path, unlabelled=unlabelled)
+            _refuse(problems, f"{r['source']}: expected a {absent!r} image (presence flags are off), found none listed",
+                    r["case"])
+        elif not chosen and not any(r["images"].values()):
+            _refuse(problems, f"{r['source']}: expected at least one of the modalities {list(modalities)}, found none",
+                    r["case"])
+        else:
+            records.append(r)
+    if not records and problems:  # every lesion has a problem: nothing more to say of the cohort
+        return LesionCohort([], tuple(modalities), {}, path)
+    table, records = _target_table(records, targets, path, unlabelled=unlabelled, problems=problems)
     cohort = LesionCohort(records, tuple(modalities), table, path)
-    return check_lesion_images(cohort) if check_images else cohort
+    return check_lesion_images(cohort, nan_policy=nan_policy) if check_images else cohort
 
 
-def _target_table(records: list[dict], targets: Any, path: Path, *, unlabelled: bool = False) -> dict[str, list[str]]:
+def _target_table(records: list[dict], targets: Any, path: Path, *, unlabelled: bool = False,
+                  problems: list | None = None) -> tuple[dict[str, list[str]], list[dict]]:
+    """The target table, and the records whose values are in it."""
     found_names = list(dict.fromkeys(t for r in records for t in r["targets"]))
     names = list(targets) if targets is not None else found_names
     if not names:
         raise InputError(f"{path}: expected at least one target (label, label2, ... or target_<name>), found none")
     table: dict[str, list[str]] = {}
+    refused: set[str] = set()
     for name in names:
         if unlabelled and isinstance(targets, Mapping) and name not in found_names:
             table[name] = [str(_target_value(v)) for v in targets[name]]
@@ -465,16 +573,18 @@ def _target_table(records: list[dict], targets: Any, path: Path, *, unlabelled: 
             allowed = [str(_target_value(v)) for v in declared]
             for r in records:
                 value = r["targets"].get(name)
-                if value is not None and value not in allowed:
-                    raise InputError(f"{r['source']}: expected {name!r} in {allowed}, found {value!r}")
+                if value is not None and value not in allowed and r["case"] not in refused:
+                    _refuse(problems, f"{r['source']}: expected {name!r} in {allowed}, found {value!r}", r["case"])
+                    refused.add(r["case"])
             table[name] = allowed
         else:
             if not values:
                 raise InputError(f"{path}: expected some lesion labelled for target {name!r}, found none")
             table[name] = _sort_values(values)
-    for r in records:
+    kept = [r for r in records if r["case"] not in refused]
+    for r in kept:
         r["targets"] = {n: r["targets"].get(n) for n in names}
-    return table
+    return table, kept
 
 
 def _declared(path: Path) -> tuple[dict[str, list[str]] | None, list[str] | None]:
@@ -493,21 +603,6 @@ def _declared(path: Path) -> tuple[dict[str, list[str]] | None, list[str] | None
     return targets, modalities
 
 
-def _header(path: str) -> tuple[tuple[int, ...], np.ndarray]:
-    if path.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-
-        try:
-            image = nib.load(path)
-        except Exception as err:  # nibabel raises several error types for broken files
-            raise InputError(f"{path}: expected a NIfTI image, found unreadable content ({err})") from None
-        return tuple(int(s) for s in image.shape[:3]), np.asarray(image.affine, dtype=float)
-    from medrefine.io import load_image
-
-    volume = load_image(path)
-    return volume.shape[:3], volume.affine
-
-
 def voxel_centre(record: Mapping[str, Any], modality: str, affine: np.ndarray) -> np.ndarray:
     """The lesion centre of ``modality`` as continuous voxel indices of its image."""
     centre = np.asarray(record["centres"][modality], dtype=float)
@@ -516,21 +611,28 @@ def voxel_centre(record: Mapping[str, Any], modality: str, affine: np.ndarray) -
     return (np.linalg.inv(affine) @ np.append(centre, 1.0))[:3]
 
 
-def check_lesion_images(cohort: LesionCohort) -> LesionCohort:
-    """Open every image header; refuse a centre outside its image. Returns ``cohort``.
+def centre_problem(record: Mapping[str, Any], modality: str, shape: Sequence[int], affine: np.ndarray) -> str | None:
+    """``"expected the 'T2' centre inside its image of shape (64, 64, 48), found voxel (70.0, 12.0, 3.0)"``,
+    or None when the centre of ``modality`` lies inside its image of ``shape`` and ``affine``."""
+    shape = tuple(int(s) for s in shape)
+    voxel = voxel_centre(record, modality, affine)
+    if np.any(voxel < -0.5) or np.any(voxel > np.asarray(shape) - 0.5):
+        shown = ", ".join(f"{v:.1f}" for v in voxel)
+        return f"expected the {modality!r} centre inside its image of shape {shape}, found voxel ({shown})"
+    return None
+
+
+def check_lesion_images(cohort: LesionCohort, *, nan_policy: str = "refuse") -> LesionCohort:
+    """Open every image with the checks of ``medrefine validate`` and every bundle
+    (:func:`medrefine.data.validate.require_valid` on :meth:`LesionCohort.as_cohort`: readable, 3D,
+    finite unless ``nan_policy="zero"``) and refuse a centre outside its image. Returns ``cohort``.
 
     Raises:
-        InputError: ``"<annotations.json>: expected the 'T2' centre inside its image of shape
-            (64, 64, 48), found voxel (70.0, 12.0, 3.0)"``, or an unreadable image (names it).
+        InputError: one line, the first problem: ``"<annotations.json>: expected the 'T2' centre
+            inside its image of shape (64, 64, 48), found voxel (70.0, 12.0, 3.0) (case ...)"``,
+            or the image file and what is wrong with it.
     """
-    for record in cohort.records:
-        for modality, image in record["images"].items():
-            if image is None:
-                continue
-            shape, affine = _header(image)
-            voxel = voxel_centre(record, modality, affine)
-            if np.any(voxel < -0.5) or np.any(voxel > np.asarray(shape) - 0.5):
-                shown = ", ".join(f"{v:.1f}" for v in voxel)
-                raise InputError(f"{record['source']}: expected the {modality!r} centre inside its image of shape "
-                                 f"{shape}, found voxel ({shown})")
+    from medrefine.data.validate import require_valid
+
+    require_valid(cohort.as_cohort(), nan_policy=nan_policy)
     return cohort

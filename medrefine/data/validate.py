@@ -11,13 +11,17 @@ Checks per case (severity ``error`` unless noted): missing file; unreadable file
 not an image, NaN/Inf, zero size); image/label grids that differ (shape, spacing, affine);
 label values that are not integers, negative, or ``>= num_classes``; a label without any
 foreground (``warning``); images without a label and labels without an image; repeated case ids;
-TotalSegmentator masks that are not 0/1 or not on the CT's grid.
+TotalSegmentator masks that are not 0/1 or not on the CT's grid. A lesion cohort
+(:mod:`medrefine.data.lesions`): every modality image readable, 3D and finite, each on its own
+grid, with the lesion's centre inside it; a malformed ``annotations.json`` or table row, an
+unparseable diameter or centre, a target value outside the declared set, a listed file that does
+not exist.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
 
     from medrefine.data.cohort import Cohort
 
-__all__ = ["COLUMNS", "validate_dataset", "check_cohort", "require_valid", "format_problems", "has_errors"]
+__all__ = ["COLUMNS", "NAN_POLICIES", "refuses_nonfinite", "validate_dataset", "check_cohort", "require_valid", "format_problems", "has_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,62 +70,107 @@ class _Problems:
         return frame.sort_values("case", kind="stable").reset_index(drop=True)
 
 
-def _check_label_values(label: np.ndarray, num_classes: int | None) -> list[tuple[str, str]]:
-    """[(severity, problem)] for the values of one label array."""
-    out = []
+def _label_problems(label: np.ndarray, source: Path | str, num_classes: int | None) -> list[tuple[str, str]]:
+    """[(severity, problem)] for the values of one label array (the readers' check, :func:`as_label_array`)."""
+    from medrefine.io.checks import as_label_array
+
     array = np.asarray(label)
-    if not np.issubdtype(array.dtype, np.integer):
-        if np.issubdtype(array.dtype, np.bool_):
-            array = array.astype(np.uint8)
-        else:
-            frac = array != np.round(array)
-            if frac.any():
-                sample = np.unique(array[frac])[:3]
-                problem = f"label values must be integers, found {int(frac.sum())} voxel(s) like {sample.tolist()}"
-                out.append(("error", problem))
-                return out
-    if array.size and array.min() < 0:
-        out.append(("error", f"label values must be >= 0, found {array.min()}"))
-    if num_classes is not None and array.size and array.max() >= num_classes:
-        bad = sorted(int(v) for v in np.unique(array[array >= num_classes]))[:10]
-        out.append(("error", f"label values {bad} >= num_classes={num_classes} (valid: 0..{num_classes - 1})"))
-    if array.size and not (array > 0).any():
-        out.append(("warning", "label is empty (no voxel > 0)"))
-    return out
+    if array.size and not (array != 0).any():
+        return [("warning", "label is empty (no voxel > 0)")]
+    try:
+        as_label_array(array, source, num_classes=num_classes)
+    except InputError as err:
+        return [("error", str(err))]
+    return []
 
 
-def _check_nifti_case(problems: _Problems, entry: Mapping[str, Any], num_classes: int | None) -> None:
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _grid_problem(err: BaseException, reference_key: str, reference: Path) -> str:
+    """``expected the voxel grid of the image (x.nii.gz), found shape ... vs ...`` from a GeometryError."""
+    found = _first_line(err).split(" found ", 1)[-1].rstrip(".")
+    return f"expected the voxel grid of the {reference_key} ({reference.name}), found {found}"
+
+
+def _what(key: str) -> str:
+    """How a message names the file of ``key``: ``image``, ``label``, ``'T2' image`` (a lesion's ``image_T2``)."""
+    return f"{key[len('image_'):]!r} image" if key.startswith("image_") else key
+
+
+def _check_nifti_case(
+    problems: _Problems, entry: Mapping[str, Any], num_classes: int | None, *,
+    keys: Sequence[str] | None = None, spatial_dims: int = 3, finite: bool = True, one_grid: bool = True,
+) -> dict[str, Any]:
+    """One case of files with geometry: readable, ``spatial_dims``-D, finite, labels in range, one grid
+    (unless ``one_grid`` is False: a lesion's modalities each have their own), points inside.
+
+    Returns:
+        ``{key: Volume}`` of the files that passed.
+    """
     from medrefine.data.datalist import NON_PATH_KEYS
     from medrefine.io import check_same_grid, load_image
+    from medrefine.io.checks import check_ndim
 
     case = entry.get("case")
     volumes = {}
+    point_files = {}
     for key, value in entry.items():
-        if key in NON_PATH_KEYS or not isinstance(value, str) or value.lower().endswith(".json"):
-            continue  # point files (.json) are read by the point tools, not as images
+        if key in NON_PATH_KEYS or not isinstance(value, str) or (keys is not None and key not in keys):
+            continue
         path = Path(value)
         if not path.exists():
             continue  # reported by load_cohort
-        try:
-            volume = load_image(path)
-        except InputError as err:
-            problems.add(case, path, f"unreadable {key}: {err}")
+        if value.lower().endswith(".json"):
+            point_files[key] = path  # point lists: checked against the image below
             continue
+        try:
+            volume = load_image(path, finite=finite or key.startswith("label"))
         except Exception as err:  # a reader crashing on a broken file is still a problem of the file
-            problems.add(case, path, f"unreadable {key}: {type(err).__name__}: {err}")
+            text = str(err) if isinstance(err, InputError) else f"expected a readable {_what(key)}, found {type(err).__name__}: {err}"
+            problems.add(case, path, " ".join(text.split()))
+            continue
+        try:
+            check_ndim(volume.array, path, ndim=spatial_dims, what=_what(key))
+        except InputError as err:
+            problems.add(case, path, str(err))
             continue
         volumes[key] = volume
         if key.startswith("label"):
-            for severity, problem in _check_label_values(volume.array, num_classes):
+            for severity, problem in _label_problems(volume.array, path, num_classes):
                 problems.add(case, path, problem, severity)
     reference_key = "image" if "image" in volumes else next(iter(volumes), None)
     for key, volume in volumes.items():
-        if key == reference_key:
+        if key == reference_key or not one_grid:
             continue
         try:
             check_same_grid(volumes[reference_key], volume, names=(str(reference_key), str(key)))
         except InputError as err:
-            problems.add(case, entry[key], f"grid differs from {reference_key}: {err}")
+            problems.add(case, entry[key], _grid_problem(err, reference_key, Path(entry[reference_key])))
+    if point_files and "image" in volumes:
+        from medrefine.points.files import load_points
+
+        for key, path in point_files.items():
+            try:
+                load_points(path, image=volumes["image"])
+            except InputError as err:
+                problems.add(case, path, _first_line(err))
+    return volumes
+
+
+def _check_lesion_case(problems: _Problems, case: Mapping[str, Any], finite: bool) -> None:
+    """A lesion (:meth:`~medrefine.data.lesions.LesionCohort.as_cohort`): every modality image as
+    :func:`_check_nifti_case` checks a case's files, each on its own grid, and each modality's
+    centre inside its image (a problem of the file that gives the centre: annotations.json or table)."""
+    from medrefine.data.lesions import centre_problem
+
+    keys = [k for k in case if k.startswith("image_")]
+    volumes = _check_nifti_case(problems, case, None, keys=keys, finite=finite, one_grid=False)
+    for key, volume in volumes.items():
+        problem = centre_problem(case["record"], key[len("image_"):], volume.shape[:3], volume.affine)
+        if problem is not None:
+            problems.add(case["case"], case["source"], problem)
 
 
 def _check_multinear(cohort: Cohort, problems: _Problems, num_classes: int | None) -> None:
@@ -138,14 +187,14 @@ def _check_multinear(cohort: Cohort, problems: _Problems, num_classes: int | Non
             try:
                 arrays[key] = np.load(path, mmap_mode="r", allow_pickle=False)
             except Exception as err:
-                problems.add(cid, path, f"unreadable .npy file ({err})")
+                problems.add(cid, path, f"expected a .npy array, found unreadable content ({_first_line(err)})")
                 continue
             if arrays[key].ndim != 3:
-                problems.add(cid, path, f"expected a 3D array, got shape {arrays[key].shape}")
+                problems.add(cid, path, f"expected a 3D array, found shape {arrays[key].shape}")
         if "image" in arrays and not np.all(np.isfinite(arrays["image"])):
-            problems.add(cid, case["image"], "image holds NaN or Inf values")
+            problems.add(cid, case["image"], "expected finite voxel values, found NaN or Inf values")
         if "label" in arrays:
-            for severity, problem in _check_label_values(np.asarray(arrays["label"]), num_classes):
+            for severity, problem in _label_problems(np.asarray(arrays["label"]), case["label"], num_classes):
                 problems.add(cid, case["label"], problem, severity)
         if len(arrays) == 2 and arrays["image"].shape != arrays["label"].shape:
             problem = f"shape {arrays['label'].shape} differs from appearance {arrays['image'].shape}"
@@ -172,7 +221,7 @@ def _check_totalseg_case(problems: _Problems, case: Mapping[str, Any], classes: 
         try:
             ct = load_image(case["image"])
         except Exception as err:
-            problems.add(cid, case["image"], f"unreadable image: {err}")
+            problems.add(cid, case["image"], " ".join(str(err).split()))
     try:
         masks = totalseg_structures(Path(case["segmentations"]).parent)
     except InputError as err:
@@ -186,21 +235,26 @@ def _check_totalseg_case(problems: _Problems, case: Mapping[str, Any], classes: 
         try:
             mask = load_image(masks[name])
         except Exception as err:
-            problems.add(cid, masks[name], f"unreadable mask: {err}")
+            problems.add(cid, masks[name], " ".join(str(err).split()))
             continue
         values = np.unique(np.asarray(mask.array))
         if not set(values.tolist()) <= {0, 1}:
-            problems.add(cid, masks[name], f"a mask holds 0/1 values, found {values[:5].tolist()}")
+            problems.add(cid, masks[name], f"expected mask values 0/1, found {values[:5].tolist()}")
         if ct is not None:
             try:
                 check_same_grid(ct, mask, names=("ct.nii.gz", masks[name].name))
             except InputError as err:
-                problems.add(cid, masks[name], f"grid differs from image: {err}")
+                problems.add(cid, masks[name], _grid_problem(err, "image", Path(case["image"])))
 
 
-def _add_cohort_problems(problems: _Problems, cohort: Cohort) -> None:
+def _add_cohort_problems(problems: _Problems, cohort: Cohort, keys: Sequence[str] | None = None) -> None:
     for item in cohort.problems:
-        text = f"{item.problem} ({item.key!r})" if item.key else item.problem
+        if keys is not None and item.key and item.key not in keys:
+            continue
+        if item.problem == "file not found":
+            text = f"expected the {item.key or 'case'} file, found no file at this path"
+        else:
+            text = f"{item.problem} ({item.key!r})" if item.key else item.problem
         problems.add(item.case or None, item.file or None, text)
 
 
@@ -214,7 +268,7 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
     Args:
         path: a datalist JSON, or a folder in any layout :func:`~medrefine.data.cohort.load_cohort`
             reads (``datalist.json``, ``images/`` + ``labels/``, ``imagesTr/`` + ``labelsTr/``,
-            MultiNeAR, TotalSegmentator cases, ...).
+            MultiNeAR, TotalSegmentator cases, ...), or a lesion cohort (folders or table).
         num_classes: number of classes including background; label values must be below it.
             Default: from the cohort's class table (datalist ``labels`` or ``classes.json``), else
             not checked.
@@ -237,29 +291,42 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
 
     if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
         raise InputError(f"`num_classes` must be >= 1 (background included), got {num_classes!r}")
-    return check_cohort(load_cohort(path, key=key, strict=False), num_classes=num_classes)
+    return check_cohort(load_cohort(path, key=key, strict=False, lesions=True), num_classes=num_classes)
 
 
-def check_cohort(cohort: Cohort, *, num_classes: int | None = None) -> pd.DataFrame:
+def check_cohort(
+    cohort: Cohort, *, num_classes: int | None = None, keys: Sequence[str] | None = None,
+    spatial_dims: int = 3, nan_policy: str = "refuse",
+) -> pd.DataFrame:
     """Open and check every file of a cohort (the checks of :func:`validate_dataset`).
 
     Args:
         cohort: from :func:`medrefine.data.cohort.load_cohort`; its ``problems`` become rows.
         num_classes: classes including background; default the cohort's class table.
+        keys: check only these entry keys (what a mode reads: inference reads ``("image",)``);
+            default every file of each case.
+        spatial_dims: the dimensionality every image and label must have. Default 3.
+        nan_policy: ``"refuse"`` (default) flags NaN/Inf image voxels; ``"zero"`` accepts them (the
+            bundle replaces them by 0 when loading).
 
     Returns:
         The problems table (columns :data:`COLUMNS`).
     """
     from medrefine.data.cohort import load_cohort
 
+    finite = refuses_nonfinite(nan_policy)
     problems = _Problems(cohort.root)
-    _add_cohort_problems(problems, cohort)
+    _add_cohort_problems(problems, cohort, keys)
     if num_classes is None:
         num_classes = cohort.num_classes
     if cohort.layout == "multinear":
         _check_multinear(cohort, problems, num_classes)
         return problems.frame()
-    if "multinear" in cohort.layouts:  # e.g. `medrefine prepare --layout multinear`: both are checked
+    if cohort.layout == "lesions":
+        for case in cohort.cases:
+            _check_lesion_case(problems, case, finite)
+        return problems.frame()
+    if "multinear" in cohort.layouts and keys is None:  # e.g. `medrefine prepare --layout multinear`: both are checked
         arrays = load_cohort(cohort.root, layout="multinear", strict=False)
         _add_cohort_problems(problems, arrays)
         _check_multinear(arrays, problems, num_classes)
@@ -267,29 +334,45 @@ def check_cohort(cohort: Cohort, *, num_classes: int | None = None) -> pd.DataFr
         if cohort.layout == "totalsegmentator":
             _check_totalseg_case(problems, case, cohort.classes)
         else:
-            _check_nifti_case(problems, case, num_classes)
+            _check_nifti_case(problems, case, num_classes, keys=keys, spatial_dims=spatial_dims, finite=finite)
     return problems.frame()
 
 
-def require_valid(cohort: Cohort, *, num_classes: int | None = None) -> Cohort:
+#: Values of a bundle's ``nan_policy`` key.
+NAN_POLICIES = ("refuse", "zero")
+
+
+def refuses_nonfinite(nan_policy: str) -> bool:
+    """Whether ``nan_policy`` (one of :data:`NAN_POLICIES`) refuses NaN/Inf image voxels."""
+    if nan_policy not in NAN_POLICIES:
+        raise InputError(f"`nan_policy` must be one of {list(NAN_POLICIES)}, got {nan_policy!r}.{did_you_mean(nan_policy, NAN_POLICIES)}")
+    return nan_policy == "refuse"
+
+
+def require_valid(
+    cohort: Cohort, *, num_classes: int | None = None, keys: Sequence[str] | None = None,
+    spatial_dims: int = 3, nan_policy: str = "refuse",
+) -> Cohort:
     """Return ``cohort`` when :func:`check_cohort` finds no error; raise otherwise.
 
     The bundles' case loaders call this before their first output, so they accept exactly the
     datasets ``medrefine validate`` passes (warnings, such as an empty label, do not refuse).
+    Arguments as :func:`check_cohort`.
 
     Raises:
-        InputError: one line per error (up to 10), naming the case, the file and the problem.
+        InputError: one line: the first error's file and problem (``<file>: expected ..., found
+            ...``), its case, and how many more errors ``medrefine validate`` would list.
     """
-    problems = check_cohort(cohort, num_classes=num_classes)
+    problems = check_cohort(cohort, num_classes=num_classes, keys=keys, spatial_dims=spatial_dims,
+                            nan_policy=nan_policy)
     errors = problems[problems["severity"] == "error"] if len(problems) else problems
     if len(errors):
-        lines = [f"case {r['case']!r}, {r['file']}: {' '.join(r['problem'].split())}"
-                 for r in errors.head(10).to_dict(orient="records")]
-        more = [f"... and {len(errors) - 10} more"] if len(errors) > 10 else []
-        raise InputError(
-            f"{cohort.source}: {len(errors)} error(s) (`medrefine validate {cohort.source}` lists them all):\n  "
-            + "\n  ".join(lines + more)
-        )
+        first = errors.iloc[0]
+        where = str(cohort.root / first["file"]) if first["file"] else str(cohort.source)
+        more = (f"; {len(errors) - 1} more error(s): `medrefine validate {cohort.source}` lists them all"
+                if len(errors) > 1 else "")
+        case = f"case {first['case']!r}" if first["case"] else "the dataset"
+        raise InputError(f"{where}: {' '.join(first['problem'].split())} ({case}{more})")
     return cohort
 
 

@@ -1,15 +1,17 @@
 """Ignite handlers shared by every bundle's trainer: resuming from the latest checkpoint, the
 per-epoch history CSV and one progress bar over the run.
 
-Checkpoints, learning-rate steps, validation, console and TensorBoard logging are MONAI's own
-handlers (``CheckpointSaver``, ``LrScheduleHandler``, ``ValidationHandler``, ``StatsHandler``,
+Checkpoints are MONAI's ``CheckpointSaver`` writing atomically (:class:`AtomicCheckpointSaver`);
+learning-rate steps, validation, console and TensorBoard logging are MONAI's own
+handlers (``LrScheduleHandler``, ``ValidationHandler``, ``StatsHandler``,
 ``TensorBoardStatsHandler``); the bundles declare them, and these, under ``train#handlers``.
 """
 
 from __future__ import annotations
 
+from medrefine.handlers.checkpoint import AtomicCheckpointSaver
 from medrefine.handlers.history import HistoryCSV, plot_history
 from medrefine.handlers.progress import EpochProgress
 from medrefine.handlers.resume import ResumeHandler, latest_checkpoint, load_checkpoint
 
-__all__ = ["EpochProgress", "HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history"]
+__all__ = ["AtomicCheckpointSaver", "EpochProgress", "HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history"]

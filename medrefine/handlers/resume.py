@@ -61,15 +61,13 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         InputError: the file is unreadable, truncated, or needs arbitrary objects to unpickle
             (one line naming the file; nothing in it is executed).
     """
+    from medrefine.io.torchfile import load_plain
+
     path = Path(path)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # UnpicklingError for foreign objects, RuntimeError/EOFError for a truncated file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(
-            f"{path}: not a checkpoint of tensors and plain values, refused ({type(err).__name__}: {first}); "
-            "delete it or resume from another folder"
-        ) from None
+        checkpoint = load_plain(path, map_location=map_location, what="checkpoint")
+    except InputError as err:
+        raise InputError(f"{err}; delete it or resume from another folder") from None
     if not isinstance(checkpoint, Mapping):
         raise InputError(f"{path}: a checkpoint must hold a dict of state dicts, found {type(checkpoint).__name__}")
     return dict(checkpoint)
@@ -80,7 +78,7 @@ class ResumeHandler:
 
     On attach it adds the engine itself to ``save_dict`` (as ``engine_key``; a config cannot name
     the trainer among the trainer's own handlers) and attaches MONAI's
-    :class:`~monai.handlers.CheckpointSaver` (``save_interval=1``, ``n_saved=1``) writing
+    :class:`~medrefine.handlers.AtomicCheckpointSaver` (MONAI's, written atomically; ``save_interval=1``, ``n_saved=1``) writing
     ``<prefix>_checkpoint_epoch=<N>.pt`` into ``checkpoint_dir``. When the engine starts fresh, it
     loads the newest such file there, if any, into the same objects: a run started again after a
     kill continues from the last finished epoch with the saved network, optimiser, scheduler and
@@ -124,10 +122,10 @@ class ResumeHandler:
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
-        from monai.handlers import CheckpointSaver
+        from medrefine.handlers.checkpoint import AtomicCheckpointSaver
 
         self.save_dict[self.engine_key] = engine
-        self.saver = CheckpointSaver(str(self.checkpoint_dir), self.save_dict, file_prefix=self.prefix,
+        self.saver = AtomicCheckpointSaver(str(self.checkpoint_dir), self.save_dict, file_prefix=self.prefix,
                                      save_interval=1, n_saved=1, epoch_level=True)
         engine.add_event_handler(Events.STARTED, self)
         self.saver.attach(engine)

@@ -20,6 +20,7 @@ from medrefine.io.volume import Volume
 
 __all__ = [
     "check_finite",
+    "check_ndim",
     "check_not_empty",
     "check_affine",
     "as_label_array",
@@ -56,6 +57,25 @@ def check_not_empty(array: np.ndarray, source: str | PathLike | None = None) -> 
     """
     if array.size == 0:
         raise InputError(f"{_name(source)}: expected a non-empty volume, found shape {tuple(array.shape)} (zero voxels)")
+
+
+def check_ndim(array: np.ndarray, source: str | PathLike | None = None, *, ndim: int = 3, what: str = "volume") -> None:
+    """Raise unless ``array`` has ``ndim`` axes (a 4D series where one 3D volume is expected).
+
+    Args:
+        array: voxel values.
+        source: the file (or name) the array came from, used in the message.
+        ndim: the number of axes expected. Default 3.
+        what: what the array is (``"image"``, ``"label"``), used in the message.
+
+    Raises:
+        InputError: ``"<source>: expected a 3D image, found an array of shape (X, Y, Z, T)"``.
+
+    Example:
+        >>> check_ndim(np.zeros((2, 2, 2)), "ok.nii.gz")
+    """
+    if np.ndim(array) != ndim:
+        raise InputError(f"{_name(source)}: expected a {ndim}D {what}, found an array of shape {tuple(np.shape(array))}")
 
 
 def check_finite(array: np.ndarray, source: str | PathLike | None = None) -> None:

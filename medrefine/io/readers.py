@@ -121,8 +121,8 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise
     except Exception as exc:  # nibabel/gzip/zlib raise many types on broken files
         raise InputError(
-            f"{path}: could not read as NIfTI; the file is truncated, corrupt or not a NIfTI file "
-            f"({type(exc).__name__}: {exc})"
+            f"{path}: expected a NIfTI image, found content that could not be read as NIfTI; the file is "
+            f"truncated, corrupt or not a NIfTI file ({type(exc).__name__}: {' '.join(str(exc).split())})"
         ) from exc
     return np.asarray(array), np.asarray(affine)
 
@@ -246,7 +246,9 @@ def _read_npy(path: Path, spacing: Sequence[float] | None) -> tuple[np.ndarray, 
     )
 
 
-def _read_any(path: str | PathLike, spacing: Sequence[float] | None) -> tuple[Path, np.ndarray, np.ndarray]:
+def _read_any(
+    path: str | PathLike, spacing: Sequence[float] | None, finite: bool = True
+) -> tuple[Path, np.ndarray, np.ndarray]:
     path = Path(path).expanduser()
     if not path.exists():
         hint = ""
@@ -280,13 +282,15 @@ def _read_any(path: str | PathLike, spacing: Sequence[float] | None) -> tuple[Pa
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     check_not_empty(array, path)
-    check_finite(array, path)
+    if finite:
+        check_finite(array, path)
     affine = check_affine(affine, path)
     return path, array, affine
 
 
 def load_image(
-    path: str | PathLike, *, spacing: Sequence[float] | None = None, dtype: DTypeLike | None = None
+    path: str | PathLike, *, spacing: Sequence[float] | None = None, dtype: DTypeLike | None = None,
+    finite: bool = True,
 ) -> Volume:
     """Load an image with its geometry from NIfTI, NRRD, MHA/MHD, a DICOM series folder or .npy.
 
@@ -297,6 +301,8 @@ def load_image(
             sidecar ``<stem>.json`` (``{"spacing": [..], "origin": [..]}`` or ``{"affine": [[..]]}``)
             is read. Ignored for formats that store their own geometry. Default ``None``.
         dtype: cast the array to this dtype; default keeps the file's type (NIfTI scaling applied).
+        finite: refuse NaN/Inf voxels (default). False lets them through, for a caller that
+            replaces them itself (the bundles' ``nan_policy: "zero"``).
 
     Returns:
         A :class:`Volume` with the array in ``(x, y, z)`` order, the RAS+ affine and ``path`` set.
@@ -311,7 +317,7 @@ def load_image(
         >>> vol.shape, vol.spacing, vol.orientation
         ((122, 101, 30), (3.0, 3.0, 3.0), 'RAS')
     """
-    path, array, affine = _read_any(path, spacing)
+    path, array, affine = _read_any(path, spacing, finite)
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     return Volume(array=array, affine=affine, path=path)

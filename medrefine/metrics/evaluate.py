@@ -147,13 +147,17 @@ def evaluate_pair(
 
     Raises:
         GeometryError: the grids differ and ``resample`` is False; names both files.
-        InputError: a file is missing or unreadable, or holds non-label values.
+        InputError: a file is missing or unreadable, not 3D, or holds non-label values.
     """
     from medrefine.errors import GeometryError
     from medrefine.io import check_same_grid, load_label, resample_to
 
+    from medrefine.io.checks import check_ndim
+
     ref = load_label(ref_path)
     pred = load_label(pred_path)
+    check_ndim(ref.array, ref_path, what="label map")
+    check_ndim(pred.array, pred_path, what="label map")
     try:
         check_same_grid(pred, ref, names=(str(pred_path), str(ref_path)))
     except GeometryError as err:

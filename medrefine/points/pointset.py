@@ -195,9 +195,9 @@ class PointSet:
             world = ", ".join(f"{v:.2f}" for v in self.world[i])
             vox = ", ".join(f"{v:.1f}" for v in continuous[i])
             raise InputError(
-                f"{self.name}: point {i} ({self.labels()[i]}, class {int(self.classes[i])}) at world "
-                f"({world}) mm lies outside {image_name}: voxel ({vox}), expected indices within the grid "
-                f"of shape {tuple(int(s) for s in shape[:3])} ({outside.size} of {self.num_points} point(s) outside)"
+                f"{self.name}: expected every point inside the grid of shape {tuple(int(s) for s in shape[:3])}, "
+                f"found point {i} ({self.labels()[i]}, class {int(self.classes[i])}) at world ({world}) mm "
+                f"lies outside {image_name}: voxel ({vox}) ({outside.size} of {self.num_points} point(s) outside)"
             )
         return rounded
 

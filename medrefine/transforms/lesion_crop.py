@@ -80,6 +80,8 @@ class LesionCropd(Transform):
         targets: ``{name: [class values]}`` (the cohort's target table), in output order.
         spacing_mm: common voxel size of the crops. Default 1 mm.
         size: crop shape in voxels. Default ``(32, 32, 32)``.
+        nan_policy: ``"refuse"`` (default) an image with NaN/Inf voxels, or ``"zero"``: set them
+            to 0 before cropping (a bundle's ``nan_policy`` key).
 
     Example:
         >>> crop = LesionCropd(cohort.modalities, cohort.targets, spacing_mm=1.0, size=32)  # doctest: +SKIP
@@ -88,17 +90,22 @@ class LesionCropd(Transform):
     """
 
     def __init__(self, modalities: Sequence[str], targets: Mapping[str, Sequence[str]], *,
-                 spacing_mm: float | Sequence[float] = 1.0, size: int | Sequence[int] = 32) -> None:
+                 spacing_mm: float | Sequence[float] = 1.0, size: int | Sequence[int] = 32,
+                 nan_policy: str = "refuse") -> None:
+        from medrefine.data.validate import refuses_nonfinite
+
         if not modalities:
             raise ValueError("`modalities` must name at least one modality, got none")
         self.modalities = tuple(modalities)
         self.targets = {str(k): [str(v) for v in values] for k, values in targets.items()}
         self.spacing_mm = _triple(spacing_mm, "spacing_mm", float)
         self.size = _triple(size, "size", int)
+        self.finite = refuses_nonfinite(nan_policy)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[str, Any]:
         from medrefine.data.lesions import voxel_centre
         from medrefine.io import load_image
+        from medrefine.workflows.preflight import zero_nonfinite
 
         channels, presence = [], []
         for modality in self.modalities:
@@ -107,10 +114,11 @@ class LesionCropd(Transform):
                 channels.append(np.zeros(self.size, dtype=np.float32))
                 presence.append(0.0)
                 continue
-            volume = load_image(path)
+            volume = load_image(path, finite=self.finite)
+            array = volume.array if self.finite else zero_nonfinite(np.asarray(volume.array))
             voxel = voxel_centre(data, modality, volume.affine)
             world = (volume.affine @ np.append(voxel, 1.0))[:3]
-            channels.append(crop_around(volume.array, volume.affine, world, spacing_mm=self.spacing_mm, size=self.size))
+            channels.append(crop_around(array, volume.affine, world, spacing_mm=self.spacing_mm, size=self.size))
             presence.append(1.0)
         labels = []
         for name, values in self.targets.items():

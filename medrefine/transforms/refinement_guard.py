@@ -25,6 +25,17 @@ The rule, for each foreground class ``c`` (``n_in = |input == c|``, ``n_ref = |r
   compare against, and an annotator who left a whole structure out made a decision about scope
   that a refinement has no grounds to overrule.
 
+Dropped parts are mended where they are, when no volume or uncertainty rule fired (action
+``restored_parts``; the rest of the structure keeps its refinement):
+
+* the voxels of each lost component (rule 2; components of at least ``min_component_fraction``
+  of the structure's input volume count, so the brush-slip islands a refinement should remove
+  do not), with ``restore_components`` (the default; False keeps the whole structure's input);
+* every input voxel of ``c`` farther than ``max_drop_distance_mm`` from the refined structure.
+  A boundary correction moves a surface by a few voxels; a piece of the input further than
+  that from anything the refinement kept of the structure was dropped, not corrected (the
+  distal fragments of a vessel tree, a vein's far end), and comes back as the annotator drew it.
+
 Keeping the input of the structures ``K`` whose rule fired: a voxel whose input **or**
 refinement class is in ``K`` takes the input's class; every other voxel takes the refinement's.
 So ``output == c`` exactly where ``input == c`` for every ``c`` in ``K`` (voxels the refinement
@@ -65,11 +76,15 @@ GUARD_DEFAULTS: dict[str, float | int] = {
     "max_components_lost": 0,
     "min_component_voxels": 27,
     "min_component_overlap": 0.2,
+    "min_component_fraction": 0.1,
     "max_uncertainty": 0.5,
+    "restore_components": True,
+    "max_drop_distance_mm": 5.0,
 }
 
 REFINED = "refined"
 KEPT_INPUT = "kept_input"
+RESTORED = "restored_parts"
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,8 @@ class GuardDecision:
     Attributes:
         class_id: the class.
         class_name: its name (from ``classes``; ``class_<id>`` otherwise).
-        action: ``"refined"`` (the refinement is kept) or ``"kept_input"``.
+        action: ``"refined"`` (the refinement is kept), ``"kept_input"`` (the whole structure's
+            input) or ``"restored_parts"`` (the refinement, with its dropped parts put back).
         reason: the measured findings that made the input be kept, ``"; "``-joined
             (``"volume 0.03x input; 3 of 3 components lost"``); empty when refined.
         rule: the rules that fired, with their thresholds (``"volume < 0.5x input"``), ``"; "``-joined.
@@ -105,8 +121,8 @@ class GuardDecision:
 
     @property
     def kept_input(self) -> bool:
-        """True when the input was kept for this structure."""
-        return self.action == KEPT_INPUT
+        """True when the input was kept for this structure, whole or in part (lost components)."""
+        return self.action in (KEPT_INPUT, RESTORED)
 
     def as_dict(self) -> dict[str, Any]:
         """The decision as a plain dict (a row of ``changes.csv``)."""
@@ -124,7 +140,10 @@ def check_guard_args(
     max_components_lost: int = GUARD_DEFAULTS["max_components_lost"],  # type: ignore[assignment]
     min_component_voxels: int = GUARD_DEFAULTS["min_component_voxels"],  # type: ignore[assignment]
     min_component_overlap: float = GUARD_DEFAULTS["min_component_overlap"],
+    min_component_fraction: float = GUARD_DEFAULTS["min_component_fraction"],
     max_uncertainty: float = GUARD_DEFAULTS["max_uncertainty"],
+    restore_components: bool = True,
+    max_drop_distance_mm: float = GUARD_DEFAULTS["max_drop_distance_mm"],
 ) -> None:
     """Refuse thresholds :func:`guard_refinement` cannot use, naming the argument and the value.
 
@@ -151,8 +170,14 @@ def check_guard_args(
         raise ValueError(f"`min_component_voxels` must be an integer >= 1, got {min_component_voxels!r}")
     if not 0.0 < number("min_component_overlap", min_component_overlap) <= 1.0:
         raise ValueError(f"`min_component_overlap` must be in (0, 1], got {min_component_overlap!r}")
+    if not 0.0 <= number("min_component_fraction", min_component_fraction) < 1.0:
+        raise ValueError(f"`min_component_fraction` must be in [0, 1) (0 counts every component), got {min_component_fraction!r}")
     if not 0.0 <= number("max_uncertainty", max_uncertainty) <= 1.0:
         raise ValueError(f"`max_uncertainty` must be in [0, 1] (1 turns the check off), got {max_uncertainty!r}")
+    if not number("max_drop_distance_mm", max_drop_distance_mm) >= 0.0:
+        raise ValueError(f"`max_drop_distance_mm` must be >= 0 (0 turns the check off), got {max_drop_distance_mm!r}")
+    if not isinstance(restore_components, (bool, np.bool_)):
+        raise ValueError(f"`restore_components` must be true or false, got {restore_components!r}")
 
 
 def _label_array(value: Any, name: str) -> np.ndarray:
@@ -176,12 +201,16 @@ def guard_refinement(
     uncertainty: Any = None,
     *,
     classes: Mapping[int, str] | Sequence[int] | None = None,
+    spacing: Sequence[float] | None = None,
     min_volume_ratio: float = GUARD_DEFAULTS["min_volume_ratio"],
     max_volume_ratio: float = GUARD_DEFAULTS["max_volume_ratio"],
     max_components_lost: int = GUARD_DEFAULTS["max_components_lost"],  # type: ignore[assignment]
     min_component_voxels: int = GUARD_DEFAULTS["min_component_voxels"],  # type: ignore[assignment]
     min_component_overlap: float = GUARD_DEFAULTS["min_component_overlap"],
+    min_component_fraction: float = GUARD_DEFAULTS["min_component_fraction"],
     max_uncertainty: float = GUARD_DEFAULTS["max_uncertainty"],
+    restore_components: bool = True,
+    max_drop_distance_mm: float = GUARD_DEFAULTS["max_drop_distance_mm"],
 ) -> tuple[np.ndarray, list[GuardDecision]]:
     """Keep the input label for every structure the refinement is not trusted with.
 
@@ -189,7 +218,8 @@ def guard_refinement(
     refinement changed its volume beyond ``[min_volume_ratio, max_volume_ratio]``, lost more than
     ``max_components_lost`` of its components of ``min_component_voxels`` voxels or more (less
     than ``min_component_overlap`` of a component left), or is on average more uncertain than
-    ``max_uncertainty`` over it; a class absent from the input is never created.
+    ``max_uncertainty`` over it; a class absent from the input is never created. When only
+    components were lost and ``restore_components`` is True, just those components are put back.
 
     Args:
         input_label: ``(*spatial)`` integer class labels the refinement started from.
@@ -209,6 +239,14 @@ def guard_refinement(
             is still the class in the refinement, in (0, 1]. Default 0.2.
         max_uncertainty: the input is kept above this mean uncertainty, in [0, 1] (1 off).
             Default 0.5.
+        spacing: voxel size in mm per axis, for ``max_drop_distance_mm``; None counts in voxels.
+        restore_components: put back the lost components (their input voxels take the class
+            again) and keep the rest of the structure's refinement; False keeps the whole
+            structure's input when components are lost. Default True.
+        min_component_fraction: components smaller than this fraction of the structure's input
+            volume are not checked, in [0, 1). Default 0.1.
+        max_drop_distance_mm: input voxels of a structure farther than this (mm) from its
+            refinement are put back; 0 off. Default 5.
 
     Returns:
         ``(guarded_label, decisions)``: the guarded label (dtype and shape of ``refined_label``,
@@ -227,7 +265,9 @@ def guard_refinement(
 
     check_guard_args(min_volume_ratio=min_volume_ratio, max_volume_ratio=max_volume_ratio,
                      max_components_lost=max_components_lost, min_component_voxels=min_component_voxels,
-                     min_component_overlap=min_component_overlap, max_uncertainty=max_uncertainty)
+                     min_component_overlap=min_component_overlap, min_component_fraction=min_component_fraction,
+                     max_uncertainty=max_uncertainty, restore_components=restore_components,
+                     max_drop_distance_mm=max_drop_distance_mm)
     refined_out = np.asarray(refined_label.detach().cpu() if hasattr(refined_label, "detach") else refined_label)
     before, after = _label_array(input_label, "input_label"), _label_array(refined_label, "refined_label")
     if before.shape != after.shape:
@@ -252,6 +292,7 @@ def guard_refinement(
     full = ndimage.generate_binary_structure(before.ndim, before.ndim)
 
     decisions: list[GuardDecision] = []
+    restore = np.zeros(before.shape, dtype=bool)  # voxels of lost components put back (their input class)
     for c in range(1, size):
         if (n_in[c] == 0 and n_ref[c] == 0) or (wanted is not None and c not in wanted):
             continue
@@ -274,24 +315,67 @@ def guard_refinement(
             parts, count = ndimage.label(before[box] == c, structure=full)
             sizes = np.bincount(parts.ravel(), minlength=count + 1)
             still = np.bincount(parts[after[box] == c], minlength=count + 1)
-            big = sizes[1:] >= min_component_voxels
+            big = (sizes[1:] >= min_component_voxels) & (sizes[1:] >= min_component_fraction * n_in[c])
             components = int(big.sum())
-            lost = int((big & (still[1:] < min_component_overlap * sizes[1:])).sum())
+            gone = big & (still[1:] < min_component_overlap * sizes[1:])
+            lost = int(gone.sum())
             if lost > max_components_lost:
                 reasons.append(f"{lost} of {components} components lost")
                 rules.append("components lost")
             if mean_unc > max_uncertainty:
                 reasons.append(f"mean uncertainty {mean_unc:.2f} > {_fmt(max_uncertainty)}")
                 rules.append(f"mean uncertainty > {_fmt(max_uncertainty)}")
+        action = KEPT_INPUT if reasons else REFINED
+        if n_in[c] and (rules == ["components lost"] and restore_components or not rules):
+            mend = np.zeros(before.shape, dtype=bool)
+            if rules:
+                mend[box] = np.isin(parts, np.flatnonzero(gone) + 1)
+            far = _dropped(before == c, after == c, box, spacing, max_drop_distance_mm)
+            if far is not None and (far & ~mend).any():
+                reasons.append(f"{int((far & ~mend).sum())} voxels over {_fmt(max_drop_distance_mm)} mm from the refinement")
+                rules.append(f"dropped parts > {_fmt(max_drop_distance_mm)} mm")
+                mend |= far
+            if rules:
+                action = RESTORED
+                reasons[-1] += " (put back from the input)"
+                restore |= mend
         decisions.append(GuardDecision(
-            class_id=c, class_name=str(names.get(c, f"class_{c}")), action=KEPT_INPUT if reasons else REFINED,
+            class_id=c, class_name=str(names.get(c, f"class_{c}")), action=action,
             reason="; ".join(reasons), rule="; ".join(rules), input_voxels=int(n_in[c]), refined_voxels=int(n_ref[c]),
             volume_ratio=ratio, components=components, components_lost=lost, mean_uncertainty=mean_unc,
         ))  # fmt: skip
 
-    kept = [d.class_id for d in decisions if d.kept_input]
+    kept = [d.class_id for d in decisions if d.action == KEPT_INPUT]
     guarded = refined_out.copy()
+    if restore.any():
+        guarded[restore] = before[restore].astype(guarded.dtype)
     if kept:
         back = np.isin(before, kept) | np.isin(after, kept)
         guarded[back] = before[back].astype(guarded.dtype)
     return guarded, decisions
+
+
+def _dropped(inside: np.ndarray, kept: np.ndarray, box: tuple[slice, ...], spacing: Sequence[float] | None,
+             max_mm: float) -> np.ndarray | None:
+    """Voxels of ``inside`` (the input structure) farther than ``max_mm`` from ``kept`` (its refinement).
+
+    The distance transform runs on the input's bounding box grown by ``max_mm``: a refined voxel
+    outside it is farther than ``max_mm`` from every input voxel. None when the check is off or
+    nothing of the structure was kept (the volume rule speaks for an erased structure).
+    """
+    from scipy import ndimage
+
+    if max_mm <= 0 or not kept.any():
+        return None
+    step = np.ones(inside.ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
+    grow = np.ceil(max_mm / step).astype(int) + 1
+    big = tuple(slice(max(s.start - g, 0), min(s.stop + g, n)) for s, g, n in zip(box, grow, inside.shape))
+    sub = kept[big]
+    if not sub.any():
+        out = np.zeros(inside.shape, dtype=bool)
+        out[big] = inside[big]
+        return out
+    far = ndimage.distance_transform_edt(~sub, sampling=step) > max_mm
+    out = np.zeros(inside.shape, dtype=bool)
+    out[big] = inside[big] & far
+    return out

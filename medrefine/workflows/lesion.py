@@ -33,6 +33,7 @@ __all__ = [
     "cross_validate",
     "describe_model",
     "fold_split",
+    "lesion_cases",
     "lesion_folds",
     "lesion_preprocessing",
     "load_lesion_cohort",
@@ -48,20 +49,31 @@ FOLDS_FILE = "folds.json"
 
 def load_lesion_cohort(dataset_dir: str | Path, *, modalities: Sequence[str] | None = None,
                        targets: Sequence[str] | Mapping[str, Sequence[Any]] | None = None,
-                       allow_missing: bool = True) -> LesionCohort:
-    """The cohort, every image header opened and every centre checked (validate first, then write)."""
+                       allow_missing: bool = True, unlabelled: bool = False, nan_policy: str = "refuse") -> LesionCohort:
+    """The cohort, every image opened and checked as ``medrefine validate`` checks it (readable, 3D,
+    finite unless ``nan_policy="zero"``, centre inside; validate first, then write).
+
+    Raises:
+        InputError: the first problem, in one line naming the file.
+    """
     return load_lesions(dataset_dir, modalities=modalities, targets=targets, allow_missing=allow_missing,
-                        check_images=True)
+                        unlabelled=unlabelled, check_images=True, nan_policy=nan_policy)
+
+
+def lesion_cases(cohort: LesionCohort | None) -> list[dict[str, Any]]:
+    """One case per lesion naming every file it reads (for :func:`~medrefine.workflows.preflight.preflight`);
+    ``[]`` for None (no cohort to read)."""
+    return [] if cohort is None else cohort.as_cohort().cases
 
 
 def lesion_preprocessing(modalities: Sequence[str], targets: Mapping[str, Sequence[str]], pixdim: Sequence[float],
-                         size: Sequence[int]) -> list:
+                         size: Sequence[int], nan_policy: str = "refuse") -> list:
     """Deterministic part: crop every modality around its centre, then z-score each channel."""
     from monai.transforms import NormalizeIntensityd
 
     from medrefine.transforms.lesion_crop import LesionCropd
 
-    return [LesionCropd(modalities, targets, spacing_mm=pixdim, size=size),
+    return [LesionCropd(modalities, targets, spacing_mm=pixdim, size=size, nan_policy=nan_policy),
             NormalizeIntensityd(keys="image", channel_wise=True)]
 
 

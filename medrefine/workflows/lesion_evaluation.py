@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from medrefine.errors import InputError
+
+if TYPE_CHECKING:
+    from medrefine.data.lesions import LesionCohort
 
 __all__ = [
     "ensemble",
@@ -162,20 +165,24 @@ def _load_models(model_dir: str | Path, device: Any) -> tuple[list[torch.nn.Modu
     return [d.load_network(device=device) for d in descriptions], first
 
 
-def infer_lesions(model_dir: str | Path, dataset_dir: str | Path, output_csv: str | Path, *, device: Any = "cpu",
-                  batch_size: int = 8) -> Path:
+def infer_lesions(model_dir: str | Path, dataset: str | Path | LesionCohort, output_csv: str | Path, *,
+                  device: Any = "cpu", batch_size: int = 8, nan_policy: str = "refuse") -> Path:
     """Ensemble every fold model on a lesion cohort (folder or table) -> predictions CSV.
 
-    The cohort is read with the models' modalities (missing ones get presence 0) and checked
-    before anything is written; targets need no labels here.
+    A folder or table is read with the models' modalities (missing ones get presence 0) and
+    checked before anything is written (:func:`~medrefine.workflows.lesion.load_lesion_cohort`);
+    a :class:`~medrefine.data.lesions.LesionCohort` is taken as already read and checked so.
+    Targets need no labels here.
     """
-    from medrefine.data.lesions import load_lesions
-    from medrefine.workflows.lesion import lesion_preprocessing
+    from medrefine.data.lesions import LesionCohort
+    from medrefine.workflows.lesion import lesion_preprocessing, load_lesion_cohort
 
     networks, model = _load_models(model_dir, device)
     modalities, targets = model.value("modalities"), model.value("targets")
-    cohort = load_lesions(dataset_dir, modalities=modalities, targets=targets, unlabelled=True, check_images=True)
-    pre = lesion_preprocessing(modalities, targets, model.preprocessing["pixdim"], model.preprocessing["size"])
+    cohort = dataset if isinstance(dataset, LesionCohort) else load_lesion_cohort(
+        dataset, modalities=modalities, targets=targets, unlabelled=True, nan_policy=nan_policy)
+    pre = lesion_preprocessing(modalities, targets, model.preprocessing["pixdim"], model.preprocessing["size"],
+                               nan_policy=nan_policy)
     num_classes = [len(v) for v in targets.values()]
     probabilities = predict_probabilities(networks, cohort.records, pre, num_classes, device=device, batch_size=batch_size)
     votes = ensemble(probabilities, num_classes)
@@ -254,14 +261,17 @@ def routing_of(model_dir: str | Path) -> dict[str, Any] | None:
     return {"weights": weights, "modalities": list(model.value("modalities")), "targets": list(model.value("targets"))}
 
 
-def evaluate_ensemble(model_dir: str | Path, dataset_dir: str | Path, output_dir: str | Path, *, device: Any = "cpu",
-                      bootstrap: int = 1000, seed: int = 0, report: bool = True) -> Path:
-    """Ensemble the fold models on a labelled held-out cohort and evaluate it (mean probability;
-    the vote columns are in ``ensemble_predictions.csv``). Returns the metrics CSV."""
+def evaluate_ensemble(model_dir: str | Path, dataset: str | Path | LesionCohort, output_dir: str | Path, *,
+                      device: Any = "cpu", bootstrap: int = 1000, seed: int = 0, report: bool = True,
+                      nan_policy: str = "refuse") -> Path:
+    """Ensemble the fold models on a labelled held-out cohort (a folder, table or checked
+    :class:`~medrefine.data.lesions.LesionCohort`, as :func:`infer_lesions`) and evaluate it (mean
+    probability; the vote columns are in ``ensemble_predictions.csv``). Returns the metrics CSV."""
     from medrefine.workflows.models import read_model
 
     output_dir = Path(output_dir)
-    table = infer_lesions(model_dir, dataset_dir, output_dir / "ensemble_predictions.csv", device=device)
+    table = infer_lesions(model_dir, dataset, output_dir / "ensemble_predictions.csv", device=device,
+                          nan_policy=nan_policy)
     targets = read_model(find_models(model_dir)[0]).value("targets")
     return evaluate_lesions(table, targets, output_dir, bootstrap=bootstrap, seed=seed, report=report,
                             title="Lesion classification: ensemble of the fold models")

@@ -320,25 +320,12 @@ def load_weights(network: Any, path: str | Path, *, device: Any = None, key: str
         InputError: one line naming the file when it is missing, unreadable, needs more than plain
             tensors to load (a pickle payload is never executed), or does not fit the network.
     """
-    import pickle
-    import re
-
-    import torch
+    from medrefine.io.torchfile import load_plain
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: trained weights not found; run the bundle's train config first")
-    try:
-        state = torch.load(path, map_location=device or "cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch's weights-only unpickler refuses globals (code) and unknown opcodes alike; never retried unsafely
-        found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
-        detail = found.group(1).strip() if found else "not a weights-only pickle"
-        raise InputError(f"{path}: expected a PyTorch weights file holding tensors and plain values only, found "
-                         f"content that cannot be loaded without running code ({detail[:120]}); refused") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: expected a PyTorch weights file, found unreadable content ({first[:160]})") from None
+    state = load_plain(path, map_location=device or "cpu")
     if key is not None:
         if not isinstance(state, Mapping) or key not in state:
             raise InputError(f"{path}: expected an entry {key!r}, found {sorted(state) if isinstance(state, Mapping) else type(state).__name__}")

@@ -61,6 +61,7 @@ def load_refinement_cases(
     label_key: str = "label",
     clean_key: str = "label_clean",
     progress: bool = False,
+    nan_policy: str = "refuse",
 ) -> list[dict[str, Any]]:
     """Read a cohort and bring every case onto a cube, ready for the auto-decoder.
 
@@ -82,6 +83,7 @@ def load_refinement_cases(
         label_key: key of the label to refine. Defaults to ``"label"``.
         clean_key: key of an optional clean reference. Defaults to ``"label_clean"``.
         progress: show a progress bar.
+        nan_policy: ``"refuse"`` (default) refuses an image with NaN/Inf voxels; ``"zero"`` sets them to 0.
 
     Returns:
         One dict per case: ``case``, ``image`` ``(1, S, S, S)`` float32 in [0, 1], ``label``
@@ -99,7 +101,8 @@ def load_refinement_cases(
     from medrefine.data.cohort import load_cohort
     from medrefine.data.validate import require_valid
 
-    cohort = require_valid(load_cohort(source, key=key, label_key=label_key)).materialize_labels()
+    cohort = load_cohort(source, key=key, label_key=label_key, strict=False)
+    cohort = require_valid(cohort, nan_policy=nan_policy).materialize_labels()
     path = cohort.source
     cases: list[dict[str, Any]] = []
     if cohort.layout == "multinear":
@@ -115,7 +118,8 @@ def load_refinement_cases(
             })
     else:
         from medrefine.data.prepare import apply_prepare, normalize_appearance, prepare_case
-        from medrefine.io import check_same_grid, load_image, load_label
+        from medrefine.io import Volume, check_same_grid, load_image, load_label
+        from medrefine.workflows.preflight import zero_nonfinite
 
         if size is None:
             size = planned_cube_size([entry["label"] for entry in cohort.cases], margin_mm=margin_mm,
@@ -124,7 +128,8 @@ def load_refinement_cases(
         for entry in tqdm(cohort.cases, desc="cases", disable=not progress):
             case = str(entry["case"])
             try:
-                image = load_image(entry["image"])
+                image = load_image(entry["image"], finite=nan_policy == "refuse")
+                image = Volume(zero_nonfinite(image.array), image.affine, path=image.path)
                 label = load_label(entry["label"], num_classes=num_classes)
                 clean = load_label(entry[clean_key], num_classes=num_classes) if entry.get(clean_key) else None
                 # the crop box comes from the label being refined alone: a reference, when given,
@@ -134,7 +139,7 @@ def load_refinement_cases(
                     check_same_grid(label, clean, names=(str(entry["label"]), str(entry[clean_key])))
                 clean_cube = apply_prepare(clean, info, is_label=True).array if clean is not None else None
             except InputError as err:
-                raise type(err)(f"case {case}: {err}") from None
+                raise type(err)(f"{err} (case {case!r})") from None
             cases.append({
                 "case": case,
                 "image": normalize_appearance(image_cube.array, window=window)[None],
@@ -304,8 +309,8 @@ def refine_cases(
     refine_mode: str = "transductive",
     trained_cases: Sequence[str] | None = None,
     model: Any = None,
-    fit_steps: int = 200,
-    fit_lr: float = 1e-2,
+    fit_steps: int = 60,
+    fit_lr: float = 3e-2,
     fit_resolution: int = 64,
     fit_num_points: int | None = None,
     chunk_size: int = 2**16,
@@ -319,6 +324,9 @@ def refine_cases(
     min_component_voxels: int = 27,
     min_component_overlap: float = 0.2,
     max_uncertainty: float = 0.5,
+    restore_components: bool = True,
+    min_component_fraction: float = 0.1,
+    max_drop_distance_mm: float = 5.0,
 ) -> list[dict[str, Any]]:
     """Refine every case, guard it, and write the refined label, the uncertainty and the change map.
 
@@ -334,7 +342,7 @@ def refine_cases(
     [0, 1]), ``changes/<case>.nii.gz`` (0 where the refined label keeps the input's class, else the
     new class) and one row per case and class in ``changes.csv``: voxels in the input, in the
     refined label, added to / removed from the class, then the guard's ``action`` (``refined`` /
-    ``kept_input``; empty for a class in neither label and with ``guard=False``), ``reason`` (``"volume 0.02x input"``),
+    ``kept_input`` / ``restored_parts``; empty for a class in neither label and with ``guard=False``), ``reason`` (``"volume 0.02x input"``),
     ``rule`` (``"volume < 0.5x input"``) and what it measured: ``decoded_voxels`` (the decoder's
     label, before the guard), ``volume_ratio``, ``components``, ``components_lost``,
     ``mean_uncertainty``.
@@ -359,8 +367,9 @@ def refine_cases(
         guard: keep the input for the structures the refinement is not trusted with. The config
             key ``guard``. Default True; False writes the decoder's label unchecked.
         min_volume_ratio, max_volume_ratio, max_components_lost, min_component_voxels,
-            min_component_overlap, max_uncertainty: the guard's thresholds (config keys
-            ``guard_<name>``; defaults 0.5, 2.0, 0, 27, 0.2, 0.5), see
+            min_component_overlap, max_uncertainty, restore_components, min_component_fraction,
+            max_drop_distance_mm: the guard's thresholds and whether dropped parts are mended in
+            place (config keys ``guard_<name>``; defaults 0.5, 2.0, 0, 27, 0.2, 0.5, True, 0.1, 5), see
             :func:`~medrefine.transforms.guard_refinement`.
 
     Returns:
@@ -383,7 +392,9 @@ def refine_cases(
 
     thresholds = {"min_volume_ratio": min_volume_ratio, "max_volume_ratio": max_volume_ratio,
                   "max_components_lost": max_components_lost, "min_component_voxels": min_component_voxels,
-                  "min_component_overlap": min_component_overlap, "max_uncertainty": max_uncertainty}
+                  "min_component_overlap": min_component_overlap, "max_uncertainty": max_uncertainty,
+                  "restore_components": restore_components, "min_component_fraction": min_component_fraction,
+                  "max_drop_distance_mm": max_drop_distance_mm}
     if guard:
         check_guard_args(**thresholds)
     if mode is not None:
@@ -427,15 +438,21 @@ def refine_cases(
             refined = restore_to_original(label_cube, info)
             uncertainty = restore_image_to_original(entropy_cube, info, order=1)
             affine = np.asarray(info["original_affine"])
-            noisy = load_label(item["label_path"]).array
+            noisy_volume = load_label(item["label_path"])
+            noisy, spacing = noisy_volume.array, tuple(float(v) for v in noisy_volume.spacing)
         else:
             refined, uncertainty, affine, noisy = label_cube, entropy_cube, np.eye(4), np.asarray(item["label"])
+            spacing = None
         decisions = []
         if guard:
-            refined, decisions = guard_refinement(noisy, refined, uncertainty, classes=class_names or None, **thresholds)
-            kept = [f"{d.class_name} ({d.reason})" for d in decisions if d.kept_input]
-            if kept:
-                logger.warning("%s: kept the input for %s", case, ", ".join(kept))
+            refined, decisions = guard_refinement(noisy, refined, uncertainty, classes=class_names or None,
+                                                  spacing=spacing, **thresholds)
+            kept = [f"{d.class_name} ({d.reason})" for d in decisions if d.action == "kept_input"]
+            mended = [d.class_name for d in decisions if d.action == "restored_parts"]
+            if kept or mended:
+                logger.warning("%s: %s", case, "; ".join(
+                    ([f"kept the input for {', '.join(kept)}"] if kept else [])
+                    + ([f"put back dropped parts of {', '.join(mended)}"] if mended else [])))
         changed = np.where(refined != noisy, refined, 0).astype(np.uint8)
         protect = [p for p in (item.get("image_path"), item.get("label_path"), item.get("clean_path")) if p]
         paths = {

@@ -90,7 +90,7 @@ def evaluate_refinement(
     images = {str(c["case"]): c.get("image_path") for c in cases}
     out: dict[str, Any] = {"before_after": None, "guard": _guard_table(refined, output_dir, classes), "report": None,
                            "metrics": {}}
-    kept = None if out["guard"] is None else out["guard"][out["guard"]["action"] == "kept_input"]
+    kept = None if out["guard"] is None else out["guard"][out["guard"]["action"].isin(["kept_input", "restored_parts"])]
 
     def score(name: str, pairs: list[tuple[str, str, str]]) -> Any:
         df = evaluate_pairs(pairs, classes=classes, nsd_tolerance_mm=nsd_tolerance_mm)
@@ -141,7 +141,7 @@ def _guard_table(refined: Sequence[Mapping[str, Any]] | None, output_dir: Path, 
         if "action" not in table.columns:
             return None
         table[["action", "reason", "rule"]] = table[["action", "reason", "rule"]].fillna("")
-        table = table[table["action"].isin(["refined", "kept_input"])].copy()
+        table = table[table["action"].isin(["refined", "kept_input", "restored_parts"])].copy()
         table["class_name"] = [str(classes.get(int(c), f"class_{c}")) for c in table["class_id"]]
     if table.empty:
         return None
@@ -174,13 +174,18 @@ def format_evaluation(evaluation: Mapping[str, Any]) -> str:
     guard = evaluation.get("guard")
     if guard is not None:
         n_cases = guard["case"].nunique()
-        kept = guard[guard["action"] == "kept_input"]
+        kept = guard[guard["action"].isin(["kept_input", "restored_parts"])]
         if kept.empty:
             lines.append(f"guard: the refinement was kept for every structure of the {n_cases} cases")
         for (_, name), group in kept.groupby(["class_id", "class_name"], sort=True):
-            rules = Counter(rule for text in group["rule"] for rule in str(text).split("; ") if rule)
-            why = ", ".join(f"{rule} in {count}" for rule, count in rules.most_common())
-            lines.append(f"kept the input for {name} in {group['case'].nunique()} of {n_cases} cases ({why})")
+            whole = group[group["action"] == "kept_input"]
+            if not whole.empty:
+                rules = Counter(rule for text in whole["rule"] for rule in str(text).split("; ") if rule)
+                why = ", ".join(f"{rule} in {count}" for rule, count in rules.most_common())
+                lines.append(f"kept the input for {name} in {whole['case'].nunique()} of {n_cases} cases ({why})")
+            mended = group[group["action"] == "restored_parts"]
+            if not mended.empty:
+                lines.append(f"put back dropped parts of {name} in {mended['case'].nunique()} of {n_cases} cases")
     for name, path in evaluation.get("metrics", {}).items():
         lines.append(f"metrics ({name}): {path}")
     if evaluation.get("report") is not None:

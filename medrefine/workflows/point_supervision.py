@@ -52,6 +52,7 @@ def load_cases(
     require_labels: bool = False,
     points_dir: str | Path | None = None,
     simulate_points: bool = False,
+    nan_policy: str = "refuse",
 ) -> list[dict[str, Any]]:
     """The cases of a cohort as MONAI dictionaries with absolute paths.
 
@@ -61,7 +62,8 @@ def load_cases(
     when present). An entry without ``points_key`` takes ``<points_dir>/<case>.json`` (or
     ``.nii.gz``) when ``points_dir`` is given, the files that ``medrefine points simulate`` writes.
     With ``simulate_points`` no points are read and every case needs its label (the points are
-    made from it).
+    made from it). Every file read (points included: each must lie inside its image) is checked
+    before the first output; ``nan_policy`` as in :func:`medrefine.workflows.segmentation.load_cases`.
 
     Raises:
         InputError: not a dataset, an entry without image or points, or (with ``require_labels``)
@@ -75,8 +77,10 @@ def load_cases(
         points_key, require_labels, label_key = None, True, label_key or "label"
     require = ["image"] + ([points_key] if points_key else []) + (["label"] if require_labels and label_key else [])
     fill = {points_key: points_dir} if points_key and points_dir else None
-    cohort = load_cohort(dataset_dir, key=key, label_key=label_key or "label", require=require, fill_from=fill)
-    cohort = require_valid(cohort).materialize_labels()
+    cohort = load_cohort(dataset_dir, key=key, label_key=label_key or "label", require=require, fill_from=fill,
+                         strict=False)
+    read = ["image", *([points_key] if points_key else []), *(["label"] if label_key else [])]
+    cohort = require_valid(cohort, keys=read, nan_policy=nan_policy).materialize_labels()
     cases = []
     for c in cohort.cases:
         case = {"case": str(c["case"]), "image": c["image"]}
@@ -181,13 +185,16 @@ def load_weights(network: torch.nn.Module, path: str | Path, *, what: str = "mod
     """Load a checkpoint (a bare state dict or ``{"model": state dict}``) into ``network``; return it.
 
     Raises:
-        InputError: the file is missing (with ``hint``, e.g. the command that makes it) or does not
-            fit the network (naming the file).
+        InputError: the file is missing (with ``hint``, e.g. the command that makes it), needs more
+            than tensors and plain values to load (refused, never executed) or does not fit the
+            network (naming the file).
     """
+    from medrefine.io.torchfile import load_plain
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no {what} found. {hint}".strip())
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_plain(path, what=f"{what} file")
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     try:

@@ -143,6 +143,7 @@ def load_cases(
     structures: Sequence[str] | None = None,
     cache_dir: str | Path | None = None,
     label_key: str = "label",
+    nan_policy: str = "refuse",
 ) -> list[dict[str, Any]]:
     """The cases of a cohort as MONAI dictionaries (``image``, ``label``, ``case``; absolute paths).
 
@@ -151,17 +152,19 @@ def load_cases(
     TotalSegmentator masks are merged once into multi-label maps under ``cache_dir`` (default
     ``dataset_dir/.multilabel``, with a ``classes.json``) with the ``structures`` chosen.
     ``label_key`` names the datalist key used as the label (e.g. ``"label_clean"``); entries
-    keep only ``case``, ``image`` and ``label``.
+    keep only ``case``, ``image`` and ``label``. ``nan_policy`` ``"zero"`` accepts NaN/Inf image
+    voxels (the config's ``nonfinite_transform`` sets them to 0); ``"refuse"`` (default) refuses them.
 
     Raises:
         InputError: not a dataset, or anything ``medrefine validate`` flags as an error
-            (:func:`medrefine.data.validate.require_valid`).
+            (:func:`medrefine.data.validate.require_valid`), in one line naming the file.
     """
     from medrefine.data.cohort import load_cohort
     from medrefine.data.validate import require_valid
 
-    cohort = load_cohort(dataset_dir, key=key, label_key=label_key, structures=structures, cache_dir=cache_dir)
-    cohort = require_valid(cohort).materialize_labels()
+    cohort = load_cohort(dataset_dir, key=key, label_key=label_key, structures=structures, cache_dir=cache_dir,
+                         strict=False)
+    cohort = require_valid(cohort, keys=("image", "label"), nan_policy=nan_policy).materialize_labels()
     # only image/label/case: MONAI's Spacingd takes any other key starting with "label_" for metadata
     return [{"case": str(c["case"]), "image": c["image"], "label": c["label"]} for c in cohort.cases]
 
@@ -379,17 +382,21 @@ def split_structures(label_path: str | Path, label_map: Mapping[int, str], out_d
     return written
 
 
-def inference_cases(dataset_dir: str | Path, *, key: str = "training") -> list[dict[str, Any]]:
+def inference_cases(dataset_dir: str | Path, *, key: str = "training", nan_policy: str = "refuse") -> list[dict[str, Any]]:
     """Images to segment: the ``image`` of every case of a cohort (any layout
     :func:`medrefine.data.cohort.load_cohort` reads, including a folder of images or one DICOM
-    series), labels not needed.
+    series), labels not needed. Every image is checked as ``medrefine validate`` checks it
+    (``nan_policy`` as in :func:`load_cases`) before the first output is written.
 
     Raises:
-        InputError: not a dataset, or a listed image is missing.
+        InputError: not a dataset, or a listed image is missing or flagged by
+            :func:`medrefine.data.validate.require_valid` (one line naming the file).
     """
     from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
 
-    cohort = load_cohort(dataset_dir, key=key, require=("image",))
+    cohort = load_cohort(dataset_dir, key=key, require=("image",), strict=False)
+    cohort = require_valid(cohort, keys=("image",), nan_policy=nan_policy)
     return [{"case": str(c["case"]), "image": c["image"]} for c in cohort.cases]
 
 

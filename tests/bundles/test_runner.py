@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 import shutil
 
 import pytest
@@ -62,9 +66,10 @@ def test_workflow_types_of_the_modes():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    ({"epochs": 50}, [30, 42]),
-    ({}, [120, 170]),  # 200 epochs: NeAR's recipe
-    ({"epochs": 50, "lr_milestones": [10, 20]}, [10, 20]),
+    ({"epochs": 50, "cases": "$[None]"}, [30, 42]),  # epochs given: the case count does not matter
+    ({"cases": "$[None] * 16"}, [120, 170]),  # epochs null, 16 cases: 200 epochs, NeAR's recipe
+    ({"cases": "$[None]"}, [960, 1360]),  # one case: 1,600 epochs (at least 1,600 case visits)
+    ({"epochs": 50, "lr_milestones": [10, 20], "cases": "$[None]"}, [10, 20]),
 ])
 def test_refinement_lr_milestones_follow_epochs_unless_set(overrides, expected):
     from monai.bundle import ConfigParser
@@ -73,3 +78,28 @@ def test_refinement_lr_milestones_follow_epochs_unless_set(overrides, expected):
     parser.read_config([str(f) for f in config_files(REFINEMENT, "train")])
     parser.update(overrides)
     assert parser.get_parsed_content("lr_scheduler#milestones") == expected
+
+
+def test_failed_cache_fill_ends_without_sigabrt(tmp_path):
+    """An error while CacheDataset's threads still run torch code once aborted the process (exit 134)."""
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "import torch, monai\n"
+        "from monai.data import CacheDataset\n"
+        "from medrefine.bundle.runner import medrefine_errors\n"
+        "def item(x):\n"
+        "    if x['i'] == 0:\n"
+        "        raise ValueError('broken case')\n"
+        "    t = torch.randn(1, 1, 48, 48, 48)\n"
+        "    for _ in range(10):\n"
+        "        t = torch.nn.functional.avg_pool3d(t, 3, 1, 1)\n"
+        "    return x\n"
+        "with medrefine_errors():\n"
+        "    CacheDataset([{'i': i} for i in range(8)], transform=monai.transforms.Compose([monai.transforms.Lambda(item)]),\n"
+        "                 num_workers=2, progress=False)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 1, result.stderr[-500:]
+    assert "terminate called" not in result.stderr

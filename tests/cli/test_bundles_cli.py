@@ -90,9 +90,9 @@ def test_cli_bundles_and_run(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "toy_out.txt").read_text() == "custom"
     res = runner.invoke(cli, ["run", "toy", "inference", "--root", str(tmp_path)])
-    assert res.exit_code == 1 and "no configs/inference.json" in res.output
+    assert res.exit_code == 3 and "no configs/inference.json" in res.output
     res = runner.invoke(cli, ["run", "nope", "--root", str(tmp_path)])
-    assert res.exit_code == 1 and "no bundle 'nope'" in res.output
+    assert res.exit_code == 3 and "no bundle 'nope'" in res.output
 
 
 def test_cli_help_lists_commands():

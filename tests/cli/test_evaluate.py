@@ -80,13 +80,13 @@ def test_evaluate_classes_option_and_metrics(cohort, tmp_path):
     assert set(df["metric"]) == {"dice", "hd95"}
     result = invoke("--pred", str(cohort / "labels_noisy"), "--ref", str(cohort / "labels"), "--classes", str(table),
                     "--task", "totl", "--out", str(out))
-    assert result.exit_code == 1 and "Did you mean 'total'" in result.output
+    assert result.exit_code == 3 and "Did you mean 'total'" in result.output
 
 
 def test_evaluate_bad_metric_and_unknown_option(cohort, tmp_path):
     args = ["--pred", str(cohort / "labels_noisy"), "--ref", str(cohort / "labels"), "--out", str(tmp_path / "m.csv")]
     result = invoke(*args, "--metrics", "dice,hausdorf")
-    assert result.exit_code == 1 and "unknown metric 'hausdorf'" in result.output
+    assert result.exit_code == 3 and "unknown metric 'hausdorf'" in result.output
     result = invoke(*args, "--resampel")
     assert result.exit_code == 2 and "--resampel" in result.output
     assert not (tmp_path / "m.csv").exists()
@@ -95,7 +95,7 @@ def test_evaluate_bad_metric_and_unknown_option(cohort, tmp_path):
 def test_evaluate_unmatched_cases(cohort, tmp_path):
     save_nifti(Volume(labels(), AFFINE), cohort / "labels_noisy" / "case_005.nii.gz")
     result = invoke("--pred", str(cohort / "labels_noisy"), "--ref", str(cohort / "labels"), "--out", str(tmp_path / "m.csv"))
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "no reference in" in result.output and "case_005" in result.output
 
 
@@ -106,7 +106,7 @@ def test_evaluate_mismatched_grid_needs_resample(tmp_path):
     save_nifti(Volume(coarse, other), tmp_path / "ref" / "c.nii.gz")
     out = tmp_path / "m.csv"
     result = invoke("--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--out", str(out), "--no-progress")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert str(pred) in result.output and str(tmp_path / "ref" / "c.nii.gz") in result.output
     assert "--resample" in result.output and not out.exists()
     result = invoke("--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--out", str(out), "--resample", "--no-progress")

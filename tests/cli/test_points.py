@@ -100,7 +100,7 @@ def test_expand_errors_name_the_files(cohort):
 
     (cohort / "far.json").write_text('{"points": [{"world": [900, 0, 0], "label": "foreground", "class": 1}]}')
     result = run("expand", "--image", str(image), "--points", str(cohort / "far.json"), "--out", str(cohort / "x.nii.gz"))
-    assert result.exit_code == 1 and "far.json: point 0 (foreground, class 1)" in result.output and "lies outside" in result.output
+    assert result.exit_code == 1 and "far.json: expected every point inside" in result.output and "point 0 (foreground, class 1)" in result.output and "lies outside" in result.output
     assert not (cohort / "x.nii.gz").exists()
 
 

@@ -64,7 +64,7 @@ def test_prepare_missing_file_in_datalist(tmp_path):
     root = _cohort(tmp_path / "cohort")
     (root / "labels" / "case_1.nii.gz").unlink()
     result = _run("prepare", "--datalist", root / "datalist.json", "--out", tmp_path / "prep", "--size", 8)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "Error:" in result.output and "file not found" in result.output and "case_1.nii.gz" in result.output
     assert _leftovers(tmp_path, "prep") == []
 
@@ -73,7 +73,7 @@ def test_prepare_empty_folders(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
     result = _run("prepare", "--images", tmp_path / "images", "--labels", tmp_path / "labels", "--out", tmp_path / "prep")
-    assert result.exit_code == 1 and "is empty" in result.output
+    assert result.exit_code == 3 and "is empty" in result.output
     assert _leftovers(tmp_path, "prep") == []
 
 
@@ -81,7 +81,7 @@ def test_prepare_unmatched_files(tmp_path):
     root = _cohort(tmp_path / "cohort")
     (root / "labels" / "case_1.nii.gz").rename(root / "labels" / "case_9.nii.gz")
     result = _run("prepare", "--images", root / "images", "--labels", root / "labels", "--out", tmp_path / "prep")
-    assert result.exit_code == 1 and "unmatched" in result.output and "case_9" in result.output
+    assert result.exit_code == 3 and "unmatched" in result.output and "case_9" in result.output
 
 
 @pytest.mark.parametrize("out", ["cohort", "cohort/images"])
@@ -89,7 +89,7 @@ def test_prepare_refuses_input_folder(tmp_path, out):
     root = _cohort(tmp_path / "cohort")
     before = sorted(p.name for p in (root / "images").iterdir())
     result = _run("prepare", "--datalist", root / "datalist.json", "--out", tmp_path / out, "--size", 8)
-    assert result.exit_code == 1 and "input folder" in result.output
+    assert result.exit_code == 3 and "input folder" in result.output
     assert sorted(p.name for p in (root / "images").iterdir()) == before
 
 
@@ -97,7 +97,7 @@ def test_prepare_bad_case_midway_leaves_nothing(tmp_path):
     root = _cohort(tmp_path / "cohort")
     nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), np.eye(4)), str(root / "labels" / "case_1.nii.gz"))
     result = _run("prepare", "--datalist", root / "datalist.json", "--out", tmp_path / "prep", "--size", 8)
-    assert result.exit_code == 1 and "case 'case_1'" in result.output
+    assert result.exit_code == 3 and "case 'case_1'" in result.output
     assert _leftovers(tmp_path, "prep") == []
 
 
@@ -130,7 +130,7 @@ def test_validate_reports_problems_and_exit_code(tmp_path):
     lines = result.output.splitlines()
     assert lines[0].split() == ["case", "file", "severity", "problem"]
     assert any("case_1" in l and "num_classes=3" in l for l in lines)
-    assert any("case_2" in l and "file not found" in l for l in lines)
+    assert any("case_2" in l and "found no file" in l for l in lines)
     assert "2 error(s), 0 warning(s) in 2 case(s)" in result.output
     result = _run("validate", root / "datalist.json", "--num-classes", 6, "--key", "training")
     assert result.exit_code == 1 and "num_classes" not in result.output
@@ -146,7 +146,7 @@ def test_validate_warning_only_exits_zero(tmp_path):
 def test_validate_empty_folder_and_missing_path(tmp_path):
     (tmp_path / "empty").mkdir()
     result = _run("validate", tmp_path / "empty")
-    assert result.exit_code == 1 and "Error:" in result.output and "folder is empty" in result.output
+    assert result.exit_code == 3 and "Error:" in result.output and "found an empty folder" in result.output
     result = _run("validate", tmp_path / "nope")
     assert result.exit_code == 2 and "does not exist" in result.output
     result = _run("validate", tmp_path / "empty", "--num-classes", 0)

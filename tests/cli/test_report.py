@@ -42,7 +42,7 @@ def test_report_writes_and_prints_html(tmp_path, run):
 def test_bad_csv_exits_non_zero_without_folder(tmp_path, run):
     pd.DataFrame({"case": ["a"], "dice": [0.9]}).to_csv(tmp_path / "bad.csv", index=False)
     result = run("report", "bad.csv", "--out", "rep")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "Error: bad.csv: missing column(s) class_id, class_name, metric, value" in result.output
     assert not (tmp_path / "rep").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bad.csv"]
@@ -89,7 +89,7 @@ def test_sources_found_next_to_csv_and_compare(tmp_path, run):
 def test_argument_errors(tmp_path, run, args, message):
     write_metrics(tmp_path / "metrics.csv")
     result = run("report", "metrics.csv", "--out", "rep", *args)
-    assert result.exit_code == 1 and message in result.output
+    assert result.exit_code == 3 and message in result.output
     assert not (tmp_path / "rep").exists()
 
 

@@ -208,8 +208,8 @@ def test_unrecognised_folder_names_the_path_and_what_was_looked_for(tmp_path):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda p: None, "dataset not found"),
-    (lambda p: p.mkdir(), "folder is empty"),
+    (lambda p: None, "found no such file or folder"),
+    (lambda p: p.mkdir(), "found an empty folder"),
     (lambda p: [(p / "images").mkdir(parents=True), (p / "labels").mkdir()], "are empty"),
 ])
 def test_missing_and_empty(tmp_path, make, match):
@@ -270,3 +270,23 @@ def test_copy_of_a_phantom_cohort_moves_as_a_whole(tmp_path):
     cohort = load_cohort(tmp_path / "moved")
     assert cohort.classes[1] == "myocardium" and cohort.cases[0]["label"].endswith("labels_noisy/case_000.nii.gz")
     assert all(Path(v).is_file() for c in cohort.cases for k, v in c.items() if k != "case")
+
+
+def test_lesion_cohort_is_a_layout_read_only_when_asked(tmp_path):
+    """Lesion folders (and a lesion table) are the `lesions` layout: one case per lesion with its
+    modality files, for `medrefine validate`; an image/label loader refuses them in one line."""
+    import pandas as pd
+
+    from medrefine.data.lesion_phantoms import make_lesion_cohort
+    from medrefine.data.lesions import load_lesions
+
+    root = make_lesion_cohort(tmp_path / "lesions", patients=2, lesions_per_patient=(1, 1), missing_rate=0.0, seed=1)
+    cohort = load_cohort(root, strict=False, lesions=True)
+    assert cohort.layout == "lesions" and cohort.case_ids == load_lesions(root).case_ids
+    assert {k for k in cohort.cases[0] if k.startswith("image_")} == {"image_T1", "image_ART", "image_DWI", "image_ADC"}
+    record = cohort.cases[0]["record"]
+    pd.DataFrame([{"patient": record["patient"], "lesion": "x", "diameter_mm": 9.0, "image_T1": record["images"]["T1"],
+                   "centre_T1": "[0.0, 0.0, 0.0]", "target_t": "1"}]).to_csv(tmp_path / "table.csv", index=False)
+    assert load_cohort(tmp_path / "table.csv", lesions=True).cases[0]["image_T1"] == record["images"]["T1"]
+    with pytest.raises(InputError, match=rf"^{root}: expected cases of image/label, found a lesion cohort"):
+        load_cohort(root)

@@ -119,10 +119,40 @@ def test_target_outside_declared_set(copy):
         load_lesions(copy)
 
 
-def test_missing_modality_file_without_presence_flags(copy):
+def test_listed_modality_file_missing_is_refused(copy):
+    """A file named in annotations.json that does not exist is an error, presence flags or not
+    (a missing modality is one left out of 'nifti_files')."""
     path = _first_annotation(copy)
     image = next(path.parent.glob("*.nii.gz"))
     image.unlink()
-    assert load_lesions(copy).records[0]["images"][image.name[:-7]] is None  # presence flags on: missing
-    with pytest.raises(InputError, match=rf"^{image}: expected the '\w+' image listed in annotations.json, found no file"):
+    for allow_missing in (True, False):
+        with pytest.raises(InputError, match=rf"^{image}: expected the '\w+' image listed in annotations.json, found no file"):
+            load_lesions(copy, allow_missing=allow_missing)
+
+
+def test_unlisted_modality_without_presence_flags(copy):
+    path = _first_annotation(copy)
+    data = json.loads(path.read_text())
+    files = parse_literal(data["0"]["nifti_files"], where="", key="")
+    centres = parse_literal(data["0"]["np_loc_zyx"], where="", key="")
+    _edit(path, nifti_files=str(files[1:]), np_loc_zyx=str(centres[1:]))
+    data = json.loads(path.read_text())
+    data["0"].pop("phy_loc_xyz")
+    path.write_text(json.dumps(data))
+    modality = files[0][: -len(".nii.gz")]
+    assert load_lesions(copy).records[0]["images"][modality] is None  # presence flags on: a missing modality
+    with pytest.raises(InputError, match=rf"^{path}: expected a '{modality}' image \(presence flags are off\), found none listed"):
         load_lesions(copy, allow_missing=False)
+
+
+def test_problems_are_collected_when_asked(copy):
+    """With a `problems` list every broken lesion is listed and left out (what `medrefine validate` shows)."""
+    first, second = sorted(copy.glob("*/annotations.json"))[:2]
+    first.write_text("{not json")
+    _edit(second, distance="about a centimetre")
+    problems = []
+    cohort = load_lesions(copy, problems=problems)
+    assert [p.file for p in problems] == [str(first), str(second)]
+    assert problems[1].problem.startswith("expected a diameter like '16.7 mm' in 'distance'")
+    assert first.parent.name not in cohort.case_ids and second.parent.name not in cohort.case_ids
+    assert len(cohort) == len(list(copy.glob("*/annotations.json"))) - 2

@@ -60,14 +60,14 @@ def test_folder_problems_one_row_each(tmp_path):
     _save(np.zeros(SHAPE, np.float32), root / "images" / "lonely.nii.gz")
     (root / "images" / "c5.nii.gz").write_bytes(b"not a nifti")
     df = validate_dataset(root, num_classes=3)
-    assert "grid differs from image" in _problems(df, "c0")
+    assert "expected the voxel grid of the image (c0.nii.gz), found" in _problems(df, "c0")
     assert "nan" in _problems(df, "c1").lower()
-    assert "must be integers" in _problems(df, "c2")
+    assert "expected integer label values" in _problems(df, "c2")
     assert (df[df["case"] == "c3"]["severity"] == "warning").all() and "label is empty" in _problems(df, "c3")
-    assert "[7] >= num_classes=3" in _problems(df, "c4")
+    assert "expected label values in 0..2 (num_classes=3), found 7" in _problems(df, "c4")
     assert "label has no image" in _problems(df, "orphan")
     assert "image has no label" in _problems(df, "lonely")
-    assert "unreadable image" in _problems(df, "c5")
+    assert "expected a NIfTI image, found content that could not be read" in _problems(df, "c5")
     assert set(df[df["case"] == "c5"]["file"]) == {"images/c5.nii.gz"}
     assert has_errors(df)
     text = format_problems(df)
@@ -90,8 +90,8 @@ def test_datalist_missing_file_and_labels_table(tmp_path):
     (root / "datalist.json").write_text(json.dumps({"labels": {"0": "background", "1": "a"}, "training": entries}))
     for target in (root, root / "datalist.json"):
         df = validate_dataset(target)
-        assert "file not found ('image')" in _problems(df, "c9") and "file not found ('label')" in _problems(df, "c9")
-        assert "[2] >= num_classes=2" in _problems(df, "c1")  # from the datalist's labels table
+        assert "expected the image file, found no file" in _problems(df, "c9") and "expected the label file, found no file" in _problems(df, "c9")
+        assert "expected label values in 0..1 (num_classes=2), found 2" in _problems(df, "c1")  # from the datalist's labels table
         assert "listed 2 times" in _problems(df, "c0")
     assert validate_dataset(root, num_classes=3, key="training").query("case == 'c1'").empty
     with pytest.raises(InputError, match="Did you mean 'training'"):
@@ -112,17 +112,17 @@ def test_multinear_folder(tmp_path):
     appearance[0, 0, 0] = np.inf
     np.save(root / "appearance" / "a.npy", appearance)
     df = validate_dataset(root, num_classes=2)
-    assert "NaN or Inf" in _problems(df, "a") and "[2] >= num_classes=2" in _problems(df, "a")
-    assert "file not found" in _problems(df, "b")
+    assert "NaN or Inf" in _problems(df, "a") and "found 2" in _problems(df, "a")
+    assert "found no file" in _problems(df, "b")
     assert "not listed in info.csv" in _problems(df, "extra")
 
 
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda p: p.mkdir(), "folder is empty"),
+        (lambda p: p.mkdir(), "found an empty folder"),
         (lambda p: (p / "other").mkdir(parents=True), "not a dataset"),
-        (lambda p: None, "dataset not found"),
+        (lambda p: None, "found no such file or folder"),
         (lambda p: [(p / "images").mkdir(parents=True), (p / "labels").mkdir()], "are empty"),
     ],
 )

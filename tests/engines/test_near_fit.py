@@ -20,7 +20,7 @@ def trained(blob_cases):
     return net
 
 
-@pytest.mark.parametrize("init", ["mean", "zeros"])
+@pytest.mark.parametrize("init", ["nearest", "mean", "zeros"])
 def test_fit_latent_reduces_loss_and_freezes_decoder(trained, blob_cases, init):
     case = blob_cases[2]  # never seen in training
     trained.train()
@@ -40,6 +40,8 @@ def test_fit_latent_errors(trained, blob_cases):
     case = blob_cases[2]
     with pytest.raises(ValueError, match="Did you mean 'zeros'"):
         fit_latent(trained, case["image"], case["label"], init="zero")
+    with pytest.raises(ValueError, match="`schedule` must be one of \\['cosine', 'constant'\\]"):
+        fit_latent(trained, case["image"], case["label"], schedule="linear")
     with pytest.raises(ValueError, match="`steps` must be >= 1"):
         fit_latent(trained, case["image"], case["label"], steps=0)
     with pytest.raises(ValueError, match="`appearance` is required"):
@@ -48,3 +50,22 @@ def test_fit_latent_errors(trained, blob_cases):
         fit_latent(trained, case["image"], case["label"] * 2, steps=1)
     with pytest.raises(ValueError, match="on the label grid"):
         fit_latent(trained, case["image"][:, :4], case["label"], steps=1)
+
+
+def test_nearest_init_starts_from_the_trained_code_that_fits_best(trained, blob_cases):
+    """Case 0's own code decodes its label; the other code pushed far away decodes nonsense, and the mean too."""
+    import copy
+
+    net = copy.deepcopy(trained)
+    with torch.no_grad():
+        net.latents.weight[1] += 25.0
+    case = blob_cases[0]
+
+    def start(init):
+        return fit_latent(net, case["image"], case["label"], steps=1, lr=1e-12, resolution=8, init=init,
+                          schedule="constant")[0]
+
+    own, far, mean = net.latents.weight[0].detach(), net.latents.weight[1].detach(), net.mean_latent()[0].detach()
+    assert torch.allclose(start("nearest"), own, atol=1e-6)
+    assert torch.allclose(start("mean"), mean, atol=1e-6) and not torch.allclose(mean, own, atol=1e-3)
+    assert not torch.allclose(far, own, atol=1e-3)

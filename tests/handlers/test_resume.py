@@ -46,7 +46,7 @@ def test_pickle_payload_is_refused_and_not_executed(tmp_path):
     net = torch.nn.Linear(2, 2)
     engine = _engine()
     ResumeHandler(ckpt_dir, {"network": net}).attach(engine)
-    with pytest.raises(InputError, match=r"latest_checkpoint_epoch=7\.pt: not a checkpoint of tensors and plain values, refused") as info:
+    with pytest.raises(InputError, match=r"latest_checkpoint_epoch=7\.pt: expected a checkpoint holding tensors and plain values only, found content that cannot be loaded without running code .*refused") as info:
         engine.run([0], max_epochs=3)
     assert "\n" not in str(info.value)
     assert not marker.exists()  # the payload never ran
@@ -59,7 +59,7 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
     path = tmp_path / "latest_checkpoint_epoch=1.pt"
     torch.save({"network": torch.nn.Linear(2, 2).state_dict()}, path)
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(InputError, match=r"latest_checkpoint_epoch=1\.pt: not a checkpoint"):
+    with pytest.raises(InputError, match=r"latest_checkpoint_epoch=1\.pt: expected a checkpoint, found unreadable content"):
         load_checkpoint(path)
 
 

@@ -191,14 +191,14 @@ def test_truncated_nifti_raises_naming_file(tmp_path):
     data = path.read_bytes()
     truncated = tmp_path / "truncated.nii.gz"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match=r"truncated\.nii\.gz: could not read as NIfTI; the file is truncated"):
+    with pytest.raises(InputError, match=r"truncated\.nii\.gz: expected a NIfTI image, found content that could not be read as NIfTI; the file is truncated"):
         load_image(truncated)
 
 
 def test_corrupt_gzip_body_raises(tmp_path):
     path = tmp_path / "bad.nii.gz"
     path.write_bytes(gzip.compress(b"not a nifti header at all" * 20))
-    with pytest.raises(InputError, match=r"bad\.nii\.gz: could not read as NIfTI"):
+    with pytest.raises(InputError, match=r"bad\.nii\.gz: expected a NIfTI image, found content that could not be read as NIfTI"):
         load_image(path)
 
 

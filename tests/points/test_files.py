@@ -76,7 +76,7 @@ def test_map_round_trip_multiclass():
 
 def test_points_outside_image_name_the_file(tmp_path):
     points = PointSet.from_voxel([[4, 4, 40]], AFFINE, [True], source=tmp_path / "case.json")
-    with pytest.raises(InputError, match=r"case.json: point 0 \(foreground, class 1\) .* lies outside img.nii.gz"):
+    with pytest.raises(InputError, match=r"case.json: expected .*point 0 \(foreground, class 1\) .* lies outside img.nii.gz"):
         points_to_map(points, (8, 8, 8), AFFINE, image_name="img.nii.gz")
 
 
@@ -87,7 +87,7 @@ def test_load_points_json_checks_image(tmp_path):
     assert load_points(tmp_path / "ok.json", image=image).num_points == 4
     far = PointSet(world=[[500.0, 0.0, 0.0]], foreground=[True])
     write_points_json(far, tmp_path / "far.json")
-    with pytest.raises(InputError, match=r"far.json: point 0 .* lies outside .*img.nii.gz"):
+    with pytest.raises(InputError, match=r"far.json: expected .*point 0 .* lies outside .*img.nii.gz"):
         load_points(tmp_path / "far.json", image=image)
     write_points_json(PointSet(world=[[0.0, 0.0, 0.0]], foreground=[False]), tmp_path / "bg.json")
     with pytest.raises(InputError, match="bg.json: expected at least one foreground point"):

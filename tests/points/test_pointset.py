@@ -69,5 +69,5 @@ def test_pointset_defaults_and_checks():
 def test_voxel_indices_rounds_and_rejects_outside():
     points = PointSet.from_voxel([[1.4, 2.6, 0.0], [9.6, 0, 0]], np.eye(4), [True, False], source="a/pts.json")
     assert points.voxel_indices((11, 10, 10), np.eye(4), image_name="img").tolist() == [[1, 3, 0], [10, 0, 0]]
-    with pytest.raises(InputError, match=r"a/pts.json: point 1 \(background, class 0\) at world \(9.60, 0.00, 0.00\) mm lies outside img"):
+    with pytest.raises(InputError, match=r"a/pts.json: expected .*point 1 \(background, class 0\) at world \(9.60, 0.00, 0.00\) mm lies outside img"):
         points.voxel_indices((10, 10, 10), np.eye(4), image_name="img")

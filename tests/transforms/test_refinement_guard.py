@@ -54,7 +54,7 @@ def test_erased_thin_tube_is_kept_and_the_rest_stays_refined():
     assert [d.class_id for d in decisions if d.kept_input] == [2]
 
 
-def test_one_lost_component_of_three_keeps_the_input():
+def test_one_lost_component_of_three_is_put_back_and_the_rest_stays_refined():
     noisy = _scene()
     refined = noisy.copy()
     refined[13:16, 14:17, 14:18] = 0  # the first vein (36 voxels) is gone
@@ -62,11 +62,39 @@ def test_one_lost_component_of_three_keeps_the_input():
     guarded, decisions = guard_refinement(noisy, refined, classes=NAMES)
     veins = _by_class(decisions)[3]
     assert veins.volume_ratio == pytest.approx(1.0)
-    assert (veins.action, veins.reason, veins.components, veins.components_lost) == ("kept_input", "1 of 3 components lost", 3, 1)
-    np.testing.assert_array_equal(guarded, noisy)  # only the veins changed, and they are back
+    assert (veins.action, veins.reason, veins.components, veins.components_lost) == (
+        "restored_parts", "1 of 3 components lost (put back from the input)", 3, 1)
+    assert veins.kept_input and veins.rule == "components lost"
+    expected = refined.copy()
+    expected[13:16, 14:17, 14:18] = 3  # the lost vein is back as drawn; the grown ones keep their refinement
+    np.testing.assert_array_equal(guarded, expected)
+    # the whole structure's input instead, when asked
+    guarded_whole, decisions_whole = guard_refinement(noisy, refined, classes=NAMES, restore_components=False)
+    assert (_by_class(decisions_whole)[3].action, _by_class(decisions_whole)[3].reason) == ("kept_input", "1 of 3 components lost")
+    np.testing.assert_array_equal(guarded_whole, noisy)
     # tolerated when one lost component is allowed, or when components of 36 voxels are too small to count
     assert _by_class(guard_refinement(noisy, refined, max_components_lost=1)[1])[3].action == "refined"
     assert _by_class(guard_refinement(noisy, refined, min_component_voxels=37)[1])[3].components == 0
+
+
+def test_a_lost_component_the_refinement_gave_to_a_neighbour_comes_back():
+    noisy = _scene()
+    refined = noisy.copy()
+    refined[13:16, 14:17, 14:18] = 1  # the first vein swallowed by the blob's class
+    guarded, decisions = guard_refinement(noisy, refined, classes=NAMES, max_volume_ratio=10.0)
+    by = _by_class(decisions)
+    assert by[3].action == "restored_parts" and by[1].action == "refined"
+    np.testing.assert_array_equal(guarded, noisy)
+
+
+def test_volume_rule_with_lost_components_keeps_the_whole_input():
+    noisy = _scene()
+    refined = noisy.copy()
+    refined[noisy == 3] = 0
+    refined[22, 14:17, 14:18] = 3  # two of three veins gone and most of the third: volume 0.33x
+    guarded, decisions = guard_refinement(noisy, refined, classes=NAMES)
+    assert _by_class(decisions)[3].action == "kept_input"
+    np.testing.assert_array_equal(guarded, noisy)
 
 
 def test_component_with_a_fifth_left_is_not_lost():
@@ -189,6 +217,7 @@ def test_unchanged_label_keeps_everything():
         ({"min_component_overlap": 0.0}, r"`min_component_overlap` must be in \(0, 1\], got 0.0"),
         ({"max_uncertainty": 1.5}, r"`max_uncertainty` must be in \[0, 1\].*got 1.5"),
         ({"max_uncertainty": float("nan")}, r"`max_uncertainty` must be a number, got nan"),
+        ({"restore_components": "yes"}, r"`restore_components` must be true or false, got 'yes'"),
     ],
 )
 def test_bad_thresholds_are_refused(kwargs, message):
@@ -211,4 +240,37 @@ def test_shapes_and_labels_are_checked():
 
 def test_defaults_are_the_documented_ones():
     assert GUARD_DEFAULTS == {"min_volume_ratio": 0.5, "max_volume_ratio": 2.0, "max_components_lost": 0,
-                              "min_component_voxels": 27, "min_component_overlap": 0.2, "max_uncertainty": 0.5}
+                              "min_component_voxels": 27, "min_component_overlap": 0.2, "max_uncertainty": 0.5,
+                              "restore_components": True, "min_component_fraction": 0.1, "max_drop_distance_mm": 5.0}
+
+
+def _tree() -> np.ndarray:
+    """A 3x3x16 trunk (class 1) and a 2x2x2 distal fragment 6 voxels beyond its end, on a 12x12x32 grid."""
+    label = np.zeros((12, 12, 32), np.uint8)
+    label[4:7, 4:7, 2:18] = 1
+    label[5:7, 5:7, 24:26] = 1
+    return label
+
+
+@pytest.mark.parametrize("spacing, max_mm, put_back", [
+    (None, 5.0, True),  # the fragment lies 8-9 voxels from the kept trunk: dropped, put back
+    (None, 10.0, False),  # within 10 voxels: counted as a correction
+    ((1.0, 1.0, 0.5), 5.0, False),  # 0.5 mm steps along the tree: 4-4.5 mm away
+    (None, 0.0, False),  # the check off
+])
+def test_a_dropped_distal_fragment_is_put_back_by_distance(spacing, max_mm, put_back):
+    noisy = _tree()
+    refined = noisy.copy()
+    refined[5:7, 5:7, 24:26] = 0  # 8 voxels: under 27 and a 2 % of the structure, so no component rule
+    refined[4:7, 4:7, 17] = 0  # the trunk's tip shortened by one voxel: a correction, kept
+    guarded, decisions = guard_refinement(noisy, refined, spacing=spacing, max_drop_distance_mm=max_mm)
+    (d,) = decisions
+    assert d.components_lost == 0
+    expected = refined.copy()
+    if put_back:
+        expected[5:7, 5:7, 24:26] = 1
+        assert (d.action, d.reason) == ("restored_parts", "8 voxels over 5 mm from the refinement (put back from the input)")
+        assert d.rule == "dropped parts > 5 mm" and d.kept_input
+    else:
+        assert (d.action, d.reason) == ("refined", "")
+    np.testing.assert_array_equal(guarded, expected)

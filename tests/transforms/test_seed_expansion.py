@@ -212,7 +212,7 @@ def test_point_set_errors():
     image = np.zeros((8, 8, 8), np.float32)
     with pytest.raises(InputError, match="case.json: expected at least one foreground point, found 1 background"):
         expand_point_set(image, PointSet([[1, 1, 1]], [False], source="case.json"), np.eye(4))
-    with pytest.raises(InputError, match=r"case.json: point 0 \(foreground, class 1\) .* lies outside img.nii.gz"):
+    with pytest.raises(InputError, match=r"case.json: expected .*point 0 \(foreground, class 1\) .* lies outside img.nii.gz"):
         expand_point_set(image, PointSet([[1, 1, 9]], [True], source="case.json"), np.eye(4), image_name="img.nii.gz")
 
 

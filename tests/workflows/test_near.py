@@ -138,7 +138,7 @@ def _copy(cohort, tmp_path):
 
 def test_label_with_more_classes_than_configured(cohort, tmp_path):
     dest = _copy(cohort, tmp_path)
-    with pytest.raises(InputError, match=r"case case_000: .*labels_noisy/case_000\.nii\.gz.*(class|value)"):
+    with pytest.raises(InputError, match=r"labels_noisy/case_000\.nii\.gz: expected label values in 0\.\.4 .*\(case 'case_000'"):
         load_refinement_cases(dest, size=8, num_classes=5)
 
 
@@ -167,13 +167,13 @@ def test_label_grid_differs_from_image(cohort, tmp_path):
     affine = label.affine.copy()
     affine[0, 3] += 25.0
     save_nifti(label.array, dest / "labels_noisy" / "case_002.nii.gz", affine=affine)
-    with pytest.raises(InputError, match=r"case 'case_002', labels_noisy/case_002\.nii\.gz: grid differs from image"):
+    with pytest.raises(InputError, match=r"labels_noisy/case_002\.nii\.gz: expected the voxel grid of the image \(case_002\.nii\.gz\), found affines differ .*\(case 'case_002'\)"):
         load_refinement_cases(dest, size=8, num_classes=11)
 
 
 def test_source_that_is_no_dataset(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="folder is empty"):
+    with pytest.raises(InputError, match="found an empty folder"):
         load_refinement_cases(tmp_path / "empty")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no images here")

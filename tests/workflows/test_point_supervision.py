@@ -114,7 +114,8 @@ def test_points_dir_fills_entries_without_points(tmp_path):
     _tiny_nifti(tmp_path / "img.nii.gz", 1)
     _tiny_nifti(tmp_path / "clean.nii.gz", 1)
     (tmp_path / "pts").mkdir()
-    (tmp_path / "pts" / "case_7.json").write_text("{}")
+    point = {"world": [1.0, 1.0, 1.0], "label": "foreground", "class": 1}
+    (tmp_path / "pts" / "case_7.json").write_text(json.dumps({"format": "medrefine-points", "points": [point]}))
     entry = {"case": "case_7", "image": "img.nii.gz", "label": "img.nii.gz", "label_clean": "clean.nii.gz"}
     (tmp_path / "datalist.json").write_text(json.dumps({"training": [entry]}))
     cases = ps.load_cases(tmp_path, points_dir=tmp_path / "pts", label_key="label_clean")
@@ -144,7 +145,7 @@ def test_stage2_resumes_from_its_checkpoint(tmp_path):
     run_workflow(root, "train", common, extra_configs=smoke)
     run_workflow(root, "stage2", {**common, "epochs": 2}, extra_configs=smoke)
     (checkpoint,) = (root / "models" / "stage2").glob("latest*.pt")
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     workflow = run_workflow(root, "stage2", {**common, "epochs": 2}, extra_configs=smoke)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2
@@ -152,7 +153,7 @@ def test_stage2_resumes_from_its_checkpoint(tmp_path):
         for name, value in module.state_dict().items():
             assert torch.equal(value, saved[key][name]), f"{key}.{name} differs from the checkpoint"
     # and the stage-1 weights it would start from differ (so the check above can fail)
-    stage1 = torch.load(root / "models" / "stage1_unet.pt", map_location="cpu", weights_only=False)
+    stage1 = torch.load(root / "models" / "stage1_unet.pt", map_location="cpu", weights_only=True)
     stage1 = stage1.get("model", stage1)
     assert any(not torch.equal(v, stage1[k]) for k, v in saved["model"].items())
 
