@@ -14,8 +14,10 @@ def validate(path: str, num_classes: int | None, key: str | None) -> None:
     """Check the dataset at PATH and print one row per problem.
 
     PATH is a datalist JSON or a dataset folder (datalist.json, images/ + labels/, imagesTr/ +
-    labelsTr/, MultiNeAR, TotalSegmentator cases), or a lesion cohort (lesion folders with
-    annotations.json, or a lesion table). The bundles accept PATH exactly when no problem is an
+    labelsTr/, MultiNeAR, TotalSegmentator cases), a lesion cohort (lesion folders with
+    annotations.json, or a lesion table), or a cine cohort (BIDS-like sub-*/anat/*short_axis*
+    folders, or a datalist of 4D images and labels: checked as 4D, labels with the image's
+    frames, .tfm transforms readable). The bundles accept PATH exactly when no problem is an
     error. Exits with code 1 when any problem is an error (warnings alone exit 0).
 
     \b

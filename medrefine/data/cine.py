@@ -30,7 +30,10 @@ import numpy as np
 from medrefine.errors import InputError
 
 __all__ = [
+    "CINE_CLASSES",
     "CineSubject",
+    "cine_cohort",
+    "cohort_spatial_dims",
     "is_bids_cine",
     "load_cine_cases",
     "load_cine_subject",
@@ -41,6 +44,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TRANSFORM_FILE = "sa_axis_affine.tfm"
+#: The class table of a cine cohort without ``classes.json`` (NIMOSEF's four classes).
+CINE_CLASSES: dict[int, str] = {0: "background", 1: "left_ventricle", 2: "myocardium", 3: "right_ventricle"}
 _NIFTI = (".nii.gz", ".nii")
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -63,6 +68,42 @@ def is_bids_cine(root: str | Path) -> bool:
     return any(any("short_axis" in p.name for p in _nifti_files(s / "anat")) for s in _subject_dirs(root))
 
 
+def _bids_cases(root: Path, *, require_label: bool, require_transform: bool, use_roi: bool
+                ) -> tuple[list[dict[str, Any]], list[tuple[str, Path, str]]]:
+    """The subjects of a BIDS-like cine folder and its problems ``(case, file or folder, problem)`` (only
+    what is required is a problem when absent)."""
+    derivatives = root / "derivatives"
+    cases, problems = [], []
+    for sub in _subject_dirs(root):
+        sid = sub.name
+        anat = [p for p in _nifti_files(sub / "anat") if "short_axis" in p.name]
+        if use_roi:
+            anat = _nifti_files(derivatives / "sa_roi" / sid)
+        if not anat:
+            where = derivatives / "sa_roi" / sid if use_roi else sub / "anat"
+            problems.append((sid, where, "expected a short-axis cine NIfTI file, found none"))
+            continue
+        if len(anat) > 1:
+            problems.append((sid, anat[0].parent, f"expected one short-axis cine, found {len(anat)} ({anat[0].name}, ...)"))
+            continue
+        case: dict[str, Any] = {"case": sid, "image": str(anat[0])}
+        segs = _nifti_files(derivatives / "sa_segmentation" / sid)
+        plain = [p for p in segs if p.name.split(".")[0].endswith("_sa_seg")]
+        full = [p for p in segs if "_sa_seg_all_corrected" in p.name]
+        chosen = (plain or full) if use_roi else (full or plain)
+        if chosen:
+            case["label"] = str(chosen[0])
+        elif require_label:
+            problems.append((sid, derivatives / "sa_segmentation" / sid, "expected a *_sa_seg.nii.gz label, found none"))
+        tfm = derivatives / "sa_coordinates" / sid / TRANSFORM_FILE
+        if tfm.is_file():
+            case["transform"] = str(tfm)
+        elif require_transform:
+            problems.append((sid, tfm, "expected the subject's short-axis transform, found no file"))
+        cases.append(case)
+    return cases, problems
+
+
 def read_bids_cine(root: str | Path, *, require_label: bool = True, require_transform: bool = False,
                    use_roi: bool = False) -> list[dict[str, Any]]:
     """List the subjects of a BIDS-like cine dataset (files listed, not opened).
@@ -80,41 +121,61 @@ def read_bids_cine(root: str | Path, *, require_label: bool = True, require_tran
         InputError: one line per problem (all listed), naming the folder or file.
     """
     root = Path(root).resolve()
-    derivatives = root / "derivatives"
-    cases, problems = [], []
-    for sub in _subject_dirs(root):
-        sid = sub.name
-        anat = [p for p in _nifti_files(sub / "anat") if "short_axis" in p.name]
-        if use_roi:
-            anat = _nifti_files(derivatives / "sa_roi" / sid)
-        if not anat:
-            where = derivatives / "sa_roi" / sid if use_roi else sub / "anat"
-            problems.append(f"{where}: expected a short-axis cine NIfTI file, found none")
-            continue
-        if len(anat) > 1:
-            problems.append(f"{anat[0].parent}: expected one short-axis cine, found {len(anat)} ({anat[0].name}, ...)")
-            continue
-        case: dict[str, Any] = {"case": sid, "image": str(anat[0])}
-        segs = _nifti_files(derivatives / "sa_segmentation" / sid)
-        plain = [p for p in segs if p.name.split(".")[0].endswith("_sa_seg")]
-        full = [p for p in segs if "_sa_seg_all_corrected" in p.name]
-        chosen = (plain or full) if use_roi else (full or plain)
-        if chosen:
-            case["label"] = str(chosen[0])
-        elif require_label:
-            problems.append(f"{derivatives / 'sa_segmentation' / sid}: expected a *_sa_seg.nii.gz label, found none")
-        tfm = derivatives / "sa_coordinates" / sid / TRANSFORM_FILE
-        if tfm.is_file():
-            case["transform"] = str(tfm)
-        elif require_transform:
-            problems.append(f"{tfm}: expected the subject's short-axis transform, found no file")
-        cases.append(case)
+    cases, found = _bids_cases(root, require_label=require_label, require_transform=require_transform, use_roi=use_roi)
+    problems = [f"{file}: {problem}" for _, file, problem in found]
     if not cases and not problems:
         raise InputError(f"{root}: expected sub-*/anat/*short_axis*.nii.gz subjects, found none")
     if problems:
         raise InputError(problems[0] if len(problems) == 1 else
                          f"{root}: {len(problems)} problems:\n  " + "\n  ".join(problems))
     return cases
+
+
+def cine_cohort(path: str | Path, *, require: Sequence[str] = ("image", "label"), strict: bool = True,
+                layouts: Sequence[str] = ("cine",)) -> Any:
+    """A BIDS-like cine folder as a :class:`~medrefine.data.cohort.Cohort` (layout ``"cine"``), for
+    :func:`~medrefine.data.cohort.load_cohort`: one case per subject with ``image``, ``label`` and
+    ``transform`` when present; ``require`` names what every subject must have (``"label"``,
+    ``"transform"``). The class table is the folder's ``classes.json``, else :data:`CINE_CLASSES`.
+
+    Raises:
+        InputError: with ``strict``, the problems (one line for one); else they are in ``problems``.
+    """
+    from medrefine.data.classes import load_classes
+    from medrefine.data.cohort import CLASSES_FILE, Cohort, CohortProblem
+
+    root = Path(path).resolve()
+    cases, found = _bids_cases(root, require_label="label" in require, require_transform="transform" in require,
+                               use_roi=False)
+    if not cases and not found:
+        raise InputError(f"{root}: expected sub-*/anat/*short_axis*.nii.gz subjects, found none")
+    if strict and found:
+        read_bids_cine(root, require_label="label" in require, require_transform="transform" in require)
+    classes = load_classes(root / CLASSES_FILE) if (root / CLASSES_FILE).is_file() else dict(CINE_CLASSES)
+    problems = tuple(CohortProblem(case, str(file), problem) for case, file, problem in found)
+    return Cohort(cases=cases, classes=classes, layout="cine", root=root, source=root, layouts=tuple(layouts),
+                  problems=problems)
+
+
+def cohort_spatial_dims(cohort: Any, *, sample: int = 20) -> int:
+    """The dimensionality ``medrefine validate`` checks a cohort's images and labels against: 4 for a
+    BIDS-like cine cohort; for another layout, 4 when most of (the first ``sample``) readable image
+    headers are 4D with more than one frame (a datalist of 4D pairs), else 3."""
+    import nibabel as nib
+
+    if cohort.layout == "cine":
+        return 4
+    votes = []
+    for case in cohort.cases[: int(sample)]:
+        image = str(case.get("image", ""))
+        if not image.lower().endswith(_NIFTI):
+            continue
+        try:
+            shape = nib.load(image).header.get_data_shape()
+        except Exception:  # an unreadable file is the checks' business
+            continue
+        votes.append(len(shape) == 4 and shape[3] > 1)
+    return 4 if votes and sum(votes) * 2 > len(votes) else 3
 
 
 def load_cine_cases(source: str | Path, *, key: str | None = "training", require_label: bool = True,
@@ -161,7 +222,9 @@ def read_transform(path: str | Path) -> np.ndarray:
         translation = np.asarray(transform.GetTranslation(), dtype=np.float64)
         center = np.asarray(transform.GetCenter(), dtype=np.float64)
     except (RuntimeError, ValueError, AttributeError) as err:
-        raise InputError(f"{path}: expected a 3D affine ITK transform, found an unreadable one ({err})") from None
+        lines = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        reason = lines[-1].split("): ", 1)[-1].strip()  # ITK: "ITK ERROR: TxtTransformIOTemplate(0x..): <reason>"
+        raise InputError(f"{path}: expected a 3D affine ITK transform, found an unreadable one ({reason})") from None
     out = np.eye(4)
     out[:3, :3] = _LPS @ matrix
     out[:3, 3] = _LPS @ (translation + center - matrix @ center)
@@ -210,9 +273,11 @@ def grid_centre_frame(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return out
 
 
-def load_cine_subject(case: Mapping[str, Any], *, num_classes: int | None = None,
-                      require_label: bool = True, require_transform: bool = False) -> CineSubject:
+def load_cine_subject(case: Mapping[str, Any], *, num_classes: int | None = None, require_label: bool = True,
+                      require_transform: bool = False, nan_policy: str = "refuse") -> CineSubject:
     """Open a case of :func:`load_cine_cases` and check it.
+
+    ``nan_policy="zero"`` (a bundle's key) accepts NaN/Inf image voxels and replaces them by 0.
 
     Raises:
         InputError: ``"<file>: expected a 4D cine (X, Y, Z, T), found shape (..)"``; a label whose
@@ -221,11 +286,16 @@ def load_cine_subject(case: Mapping[str, Any], *, num_classes: int | None = None
     """
     import nibabel as nib
 
+    from medrefine.data.validate import refuses_nonfinite
     from medrefine.io import load_image, load_label
     from medrefine.io.checks import check_same_grid
     from medrefine.io.volume import Volume
+    from medrefine.workflows.preflight import zero_nonfinite
 
-    image = load_image(case["image"], dtype=np.float32)
+    finite = refuses_nonfinite(nan_policy)
+    image = load_image(case["image"], dtype=np.float32, finite=finite)
+    if not finite:
+        image = Volume(zero_nonfinite(image.array), image.affine, image.path)
     if image.array.ndim != 4 or image.array.shape[3] < 2:
         raise InputError(f"{image.path}: expected a 4D cine (X, Y, Z, T) with >= 2 frames, found shape {image.shape}")
     label = None

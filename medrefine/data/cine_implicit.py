@@ -100,7 +100,7 @@ def _same_cases(manifest: Mapping[str, Any], cases: Sequence[str], seed: int) ->
 def preprocess_cine(source: str | Path, out_dir: str | Path, *, seed: int = 0,
                     fractions: Sequence[float] = (0.7, 0.15, 0.15), window: Sequence[float] = (1.0, 99.0),
                     require_transform: bool = False, use_roi: bool = False, write_parquet: bool = True,
-                    key: str | None = "training") -> Path:
+                    key: str | None = "training", nan_policy: str = "refuse") -> Path:
     """Write ``out_dir/implicit/*`` and ``out_dir/manifests/dataset_manifest.json`` (see the module docstring).
 
     Args:
@@ -113,6 +113,7 @@ def preprocess_cine(source: str | Path, out_dir: str | Path, *, seed: int = 0,
         use_roi: read the ``sa_roi`` images.
         write_parquet: also write the per-voxel tables (the npz arrays are always written).
         key: datalist list to read.
+        nan_policy: ``"refuse"`` NaN/Inf image voxels (default) or set them to ``"zero"``.
 
     Returns:
         Path of ``dataset_manifest.json``.
@@ -128,7 +129,8 @@ def preprocess_cine(source: str | Path, out_dir: str | Path, *, seed: int = 0,
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise InputError(f"`fractions` must be three shares (train, val, test) summing to 1, got {list(fractions)}")
     cases = load_cine_cases(source, key=key, require_transform=require_transform, use_roi=use_roi)
-    subjects = [load_cine_subject(c, num_classes=4, require_transform=require_transform) for c in cases]
+    subjects = [load_cine_subject(c, num_classes=4, require_transform=require_transform, nan_policy=nan_policy)
+                for c in cases]
     out_dir = Path(out_dir)
     implicit, manifests = out_dir / "implicit", out_dir / "manifests"
     implicit.mkdir(parents=True, exist_ok=True)

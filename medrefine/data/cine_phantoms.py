@@ -31,13 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from medrefine.data.cine import CINE_CLASSES
 from medrefine.errors import InputError
 
 __all__ = ["CINE_CLASSES", "CinePhantom", "activation", "draw_cine_phantom", "ed_boundary_points", "make_cine_cohort",
            "render_cine"]
 
-#: Class table of the cine phantoms (and of the cardiac motion bundle).
-CINE_CLASSES: dict[int, str] = {0: "background", 1: "left_ventricle", 2: "myocardium", 3: "right_ventricle"}
 
 _NEWTON_STEPS = 12
 

@@ -14,6 +14,8 @@ Layouts recognised (in this order, the first that fits is read):
                        or a lesion table (``lesions.csv``, a CSV or a ``{"lesions": [...]}``
                        JSON file): :func:`medrefine.data.lesions.load_lesions`, one case per
                        lesion with ``image_<modality>`` files
+``cine``               BIDS-like short-axis cine (``sub-*/anat/*short_axis*.nii.gz``, labels under
+                       ``derivatives/sa_segmentation/``): :func:`medrefine.data.cine.cine_cohort`
 ``dicom_series``       a folder whose files are one DICOM series (one image, no label)
 ``image_folder``       a folder of image files (images only, e.g. for inference)
 =====================  ===================================================================
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 #: Layout names, in the order they are tried.
 LAYOUTS: tuple[str, ...] = (
-    "datalist", "multinear", "image_label_folders", "totalsegmentator", "lesions", "dicom_series", "image_folder",
+    "datalist", "multinear", "image_label_folders", "totalsegmentator", "lesions", "cine", "dicom_series", "image_folder",
 )
 
 DATALIST_FILE = "datalist.json"
@@ -52,7 +54,7 @@ _DATALIST_LISTS = ("training", "validation", "test")
 _LOOKED_FOR = (
     "datalist.json, images/ + labels/, imagesTr/ + labelsTr/, MultiNeAR (appearance/, shape/, info.csv), "
     "TotalSegmentator cases (<case>/ct.nii.gz + <case>/segmentations/), lesion folders (<lesion>/annotations.json) "
-    "or a lesion table (lesions.csv), a DICOM series or image files"
+    "or a lesion table (lesions.csv), BIDS-like cine (sub-*/anat/*short_axis*.nii.gz), a DICOM series or image files"
 )
 _FILL_SUFFIXES = (".json",)
 
@@ -177,6 +179,7 @@ class _Problems:
 
 def _layouts_at(path: Path) -> tuple[str, ...]:
     """Every layout ``path`` fits, in :data:`LAYOUTS` order (listing only, nothing opened)."""
+    from medrefine.data.cine import is_bids_cine
     from medrefine.data.datalist import _is_image_file, is_dicom_series
     from medrefine.data.layouts import is_multinear
     from medrefine.data.lesions import is_lesion_cohort
@@ -196,6 +199,8 @@ def _layouts_at(path: Path) -> tuple[str, ...]:
         found.append("totalsegmentator")
     if is_lesion_cohort(path):
         found.append("lesions")
+    if is_bids_cine(path):
+        found.append("cine")
     if is_dicom_series(path):
         found.append("dicom_series")
     elif any(_is_image_file(p) for p in path.iterdir()):
@@ -422,6 +427,10 @@ def load_cohort(
                              "(lesion folders or a lesion table: the lesion_classification bundle reads it)")
         found: list[CohortProblem] | None = None if strict else []
         return load_lesions(path, problems=found).as_cohort(problems=found or ())
+    if layout == "cine":  # their own reader (medrefine.data.cine)
+        from medrefine.data.cine import cine_cohort
+
+        return cine_cohort(path, require=require, strict=strict, layouts=layouts)
     root = path.resolve().parent if path.is_file() else path.resolve()
     datalist_file = path if path.is_file() else path / DATALIST_FILE
     problems = _Problems()

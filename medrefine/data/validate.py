@@ -15,7 +15,9 @@ TotalSegmentator masks that are not 0/1 or not on the CT's grid. A lesion cohort
 (:mod:`medrefine.data.lesions`): every modality image readable, 3D and finite, each on its own
 grid, with the lesion's centre inside it; a malformed ``annotations.json`` or table row, an
 unparseable diameter or centre, a target value outside the declared set, a listed file that does
-not exist.
+not exist. A cine cohort (:mod:`medrefine.data.cine`: the BIDS-like layout, or a datalist of 4D
+pairs): images and labels 4D, the label with the image's frame count and grid, transform files
+(``.tfm``) readable.
 """
 
 from __future__ import annotations
@@ -125,6 +127,14 @@ def _check_nifti_case(
         if value.lower().endswith(".json"):
             point_files[key] = path  # point lists: checked against the image below
             continue
+        if value.lower().endswith(".tfm"):  # a cine subject's cardiac axes
+            from medrefine.data.cine import read_transform
+
+            try:
+                read_transform(path)
+            except InputError as err:
+                problems.add(case, path, " ".join(str(err).split()))
+            continue
         try:
             volume = load_image(path, finite=finite or key.startswith("label"))
         except Exception as err:  # a reader crashing on a broken file is still a problem of the file
@@ -143,6 +153,11 @@ def _check_nifti_case(
     reference_key = "image" if "image" in volumes else next(iter(volumes), None)
     for key, volume in volumes.items():
         if key == reference_key or not one_grid:
+            continue
+        reference = volumes[reference_key]
+        if volume.shape[3:] != reference.shape[3:]:  # 4D: the frames
+            problems.add(case, entry[key], f"expected {reference.shape[3]} frames like the {reference_key} "
+                                           f"({Path(entry[reference_key]).name}), found {volume.shape[3]}")
             continue
         try:
             check_same_grid(volumes[reference_key], volume, names=(str(reference_key), str(key)))
@@ -291,12 +306,15 @@ def validate_dataset(path: str | Path, *, num_classes: int | None = None, key: s
 
     if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
         raise InputError(f"`num_classes` must be >= 1 (background included), got {num_classes!r}")
-    return check_cohort(load_cohort(path, key=key, strict=False, lesions=True), num_classes=num_classes)
+    from medrefine.data.cine import cohort_spatial_dims
+
+    cohort = load_cohort(path, key=key, strict=False, lesions=True)
+    return check_cohort(cohort, num_classes=num_classes, spatial_dims=cohort_spatial_dims(cohort))
 
 
 def check_cohort(
     cohort: Cohort, *, num_classes: int | None = None, keys: Sequence[str] | None = None,
-    spatial_dims: int = 3, nan_policy: str = "refuse",
+    spatial_dims: int | None = None, nan_policy: str = "refuse",
 ) -> pd.DataFrame:
     """Open and check every file of a cohort (the checks of :func:`validate_dataset`).
 
@@ -305,7 +323,8 @@ def check_cohort(
         num_classes: classes including background; default the cohort's class table.
         keys: check only these entry keys (what a mode reads: inference reads ``("image",)``);
             default every file of each case.
-        spatial_dims: the dimensionality every image and label must have. Default 3.
+        spatial_dims: the dimensionality every image and label must have (4: a cine cohort, whose
+            labels must also have the image's frame count). Default 4 for the ``cine`` layout, else 3.
         nan_policy: ``"refuse"`` (default) flags NaN/Inf image voxels; ``"zero"`` accepts them (the
             bundle replaces them by 0 when loading).
 
@@ -315,6 +334,8 @@ def check_cohort(
     from medrefine.data.cohort import load_cohort
 
     finite = refuses_nonfinite(nan_policy)
+    if spatial_dims is None:
+        spatial_dims = 4 if cohort.layout == "cine" else 3
     problems = _Problems(cohort.root)
     _add_cohort_problems(problems, cohort, keys)
     if num_classes is None:
@@ -351,7 +372,7 @@ def refuses_nonfinite(nan_policy: str) -> bool:
 
 def require_valid(
     cohort: Cohort, *, num_classes: int | None = None, keys: Sequence[str] | None = None,
-    spatial_dims: int = 3, nan_policy: str = "refuse",
+    spatial_dims: int | None = None, nan_policy: str = "refuse",
 ) -> Cohort:
     """Return ``cohort`` when :func:`check_cohort` finds no error; raise otherwise.
 

@@ -2,6 +2,9 @@
 
 Banus et al., NIMOSEF (MICCAI 2025). What the bundle configs call:
 
+- :func:`check_cine`: every file a mode reads, opened and checked as ``medrefine validate`` checks
+  a cine cohort, before anything is written (the list :func:`~medrefine.workflows.preflight.preflight`
+  compares the outputs with);
 - :func:`prepare_cohort`: validate every subject, then write ``implicit/`` arrays (+ parquet) and
   the seeded 70/15/15 ``dataset_manifest.json`` under the run folder;
 - :func:`export_model`: ``model.pt`` + ``model.json`` (network, classes, training subjects in code
@@ -28,18 +31,41 @@ import torch
 
 from medrefine.errors import InputError
 
-__all__ = ["evaluate_cine", "export_model", "format_summary", "infer_cine", "prepare_cohort", "write_subject_outputs"]
+__all__ = ["check_cine", "evaluate_cine", "export_model", "format_summary", "infer_cine", "prepare_cohort", "write_subject_outputs"]
 
 logger = logging.getLogger(__name__)
 
 
+def check_cine(dataset_dir: str | Path, *, key: str | None = None, num_classes: int | None = None,
+               use_label: bool = True, require_transform: bool = False, nan_policy: str = "refuse") -> list[dict[str, Any]]:
+    """The cases of a cine cohort (BIDS-like, or a datalist of 4D pairs), every file opened and checked
+    with the checks of ``medrefine validate``: readable, 4D, finite unless ``nan_policy="zero"``, the
+    label (``use_label``) with the image's frames and grid and values below ``num_classes``, each
+    transform readable, and present when ``require_transform``.
+
+    Returns:
+        One dict per subject naming its files (``case``, ``image``, ``label``, ``transform``).
+
+    Raises:
+        InputError: the first problem, one line naming the file: ``<file>: expected ..., found ...``.
+    """
+    from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import require_valid
+
+    require = ("image", "label") if use_label else ("image",)
+    require += ("transform",) if require_transform else ()
+    cohort = load_cohort(dataset_dir, key=key, require=require, strict=False)
+    require_valid(cohort, num_classes=num_classes, keys=(*require, "transform"), spatial_dims=4, nan_policy=nan_policy)
+    return [dict(case) for case in cohort.cases]
+
+
 def prepare_cohort(dataset_dir: str | Path, work_dir: str | Path, *, seed: int = 0, window: Sequence[float] = (1.0, 99.0),
-                   require_transform: bool = False, write_parquet: bool = True) -> dict[str, Any]:
+                   require_transform: bool = False, write_parquet: bool = True, nan_policy: str = "refuse") -> dict[str, Any]:
     """Pre-process a cine cohort into ``work_dir`` and return its manifest (see :mod:`medrefine.data.cine_implicit`)."""
     from medrefine.data.cine_implicit import preprocess_cine, read_manifest
 
     path = preprocess_cine(dataset_dir, work_dir, seed=seed, window=window, require_transform=require_transform,
-                           write_parquet=write_parquet)
+                           write_parquet=write_parquet, nan_policy=nan_policy)
     return read_manifest(path)
 
 
@@ -118,13 +144,16 @@ def write_subject_outputs(network: torch.nn.Module, code: torch.Tensor, case: Ma
 
 
 def _load_cases(dataset_dir: str | Path, model: Any, *, key: str | None, use_label: bool,
-                require_transform: bool) -> list[dict[str, Any]]:
+                require_transform: bool, nan_policy: str = "refuse") -> list[dict[str, Any]]:
     from medrefine.data.cine import load_cine_cases, load_cine_subject
     from medrefine.data.cine_implicit import prepare_subject
 
     cases = load_cine_cases(dataset_dir, key=key, require_label=use_label, require_transform=require_transform)
+    if not use_label:  # what the mode declares it reads: a label beside the image is neither read nor used
+        cases = [{k: v for k, v in c.items() if k != "label"} for c in cases]
     subjects = [load_cine_subject(c, num_classes=model.num_classes, require_label=use_label,
-                                  require_transform=require_transform) for c in cases]  # all checked first
+                                  require_transform=require_transform, nan_policy=nan_policy)
+                for c in cases]  # all checked first
     return [prepare_subject(s, model.value("window")) for s in subjects]
 
 
@@ -132,7 +161,8 @@ def infer_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path, ou
                key: str | None = None, fit_steps: int = 200, fit_lr: float = 1e-2, fit_points: int = 4096,
                use_label: bool = False, use_trained_codes: bool = False, res_factor_z: float = 1.0,
                chunk_size: int = 65536, write_parquet: bool = True, require_transform: bool = False,
-               device: Any = "cpu", seed: int = 0, cases: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+               device: Any = "cpu", seed: int = 0, cases: Sequence[Mapping[str, Any]] | None = None,
+               nan_policy: str = "refuse") -> list[dict[str, Any]]:
     """Fit codes (network frozen) and write every subject's outputs (see the module docstring).
 
     Args:
@@ -140,9 +170,11 @@ def infer_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path, ou
         model: its :class:`~medrefine.workflows.models.ModelDescription`.
         dataset_dir: a cine cohort (BIDS-like, or a datalist of 4D pairs); images suffice unless ``use_label``.
         output_dir: output folder (created).
-        use_label: fit the label too. use_trained_codes: training subjects keep their trained code.
+        use_label: fit the label too (without it a label beside the image is not read; the ED frame is frame 0).
+            use_trained_codes: training subjects keep their trained code.
         res_factor_z: slices multiplied by this factor in the outputs.
         cases: already prepared cases (skips reading ``dataset_dir``).
+        nan_policy: ``"refuse"`` NaN/Inf image voxels (default) or set them to ``"zero"``.
 
     Returns:
         Per subject: ``case``, ``seg``, ``affine``, ``files`` and its ``code`` (list).
@@ -153,7 +185,8 @@ def infer_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path, ou
 
     device = torch.device(device)
     prepared = list(cases) if cases is not None else _load_cases(dataset_dir, model, key=key, use_label=use_label,
-                                                                  require_transform=require_transform)
+                                                                  require_transform=require_transform,
+                                                                  nan_policy=nan_policy)
     if not prepared:
         raise InputError(f"{dataset_dir}: expected cine subjects, found none")
     scale = float(model.value("scale_mm"))
@@ -196,7 +229,8 @@ def evaluate_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path,
 
     kwargs.setdefault("res_factor_z", 1.0)
     prepared = _load_cases(dataset_dir, model, key=kwargs.pop("key", None), use_label=True,
-                           require_transform=kwargs.get("require_transform", False))
+                           require_transform=kwargs.get("require_transform", False),
+                           nan_policy=kwargs.pop("nan_policy", "refuse"))
     results = infer_cine(network, model, dataset_dir, Path(output_dir) / "predictions", cases=prepared,
                          **{k: v for k, v in kwargs.items() if k != "require_transform"})
     metric_tables, function_rows, curves = [], [], {}

@@ -10,7 +10,8 @@ checked against the inputs it read:
 - an output file that would land on an input file is refused always (an empty
   ``output_postfix`` into the image folder would overwrite the images);
 - ``model_dir`` inside the dataset folder is refused unless ``write_into_input_folder: true``
-  (checkpoints in a dataset are read back as data by the next folder scan, or shipped with it).
+  (checkpoints in a dataset are read back as data by the next folder scan, or shipped with it);
+  so are the other folders a training mode fills (``work_dirs``: pre-processed arrays, logs).
 
 MONAI's ``SaveImaged`` and ``CheckpointSaver`` write where they are told; nothing in MONAI
 compares an output location with the inputs, hence this module. It also holds
@@ -80,6 +81,7 @@ def preflight(
     output_suffix: str = ".nii.gz",
     model_dir: str | Path | None = None,
     output_files: Sequence[str | Path] = (),
+    work_dirs: Sequence[str | Path] = (),
     write_into_input_folder: bool = False,
 ) -> Sequence[Mapping[str, Any]]:
     """Refuse a run whose outputs would land among its inputs; return ``cases``.
@@ -95,8 +97,10 @@ def preflight(
         model_dir: where a training mode writes its checkpoints and model (None: it writes none).
         output_files: single files the mode writes besides (e.g. a predictions CSV); one that is
             an input file of the run is refused always.
-        write_into_input_folder: allow ``output_dir``/``model_dir`` to be an input folder (an
-            output file on an input file is refused still).
+        work_dirs: other folders a training mode writes into (pre-processed arrays, logs),
+            refused inside the dataset as ``model_dir`` is.
+        write_into_input_folder: allow ``output_dir``/``model_dir``/``work_dirs`` to be (in) an
+            input folder (an output file on an input file is refused still).
 
     Returns:
         ``cases``, unchanged.
@@ -138,13 +142,15 @@ def preflight(
                     f"{out}: expected an output folder apart from the inputs, found the folder of input "
                     f"{folders[out].name}; set another `output_dir` (or `{_OPT_IN}` to write beside the inputs)"
                 )
-    if model_dir is not None and not write_into_input_folder:
-        models = Path(model_dir).expanduser().resolve()
-        holder = root if root is not None and _inside(models, root) else (models if models in folders else None)
+    written = [(model_dir, "a model folder", "`model_dir`")] if model_dir is not None else []
+    written += [(folder, "a working folder", "folder") for folder in work_dirs if folder is not None]
+    for folder, what, setting in written if not write_into_input_folder else ():
+        target = Path(folder).expanduser().resolve()
+        holder = root if root is not None and _inside(target, root) else (target if target in folders else None)
         if holder is not None:
             raise InputError(
-                f"{models}: expected a model folder outside the dataset, found it inside the input folder {holder}; "
-                f"set another `model_dir` (or `{_OPT_IN}`)"
+                f"{target}: expected {what} outside the dataset, found it inside the input folder {holder}; "
+                f"set another {setting} (or `{_OPT_IN}`)"
             )
     return cases
 

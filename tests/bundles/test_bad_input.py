@@ -2,8 +2,9 @@
 
 A bundle is covered by being added to ``bundles/``: its ``configs/metadata.json`` declares under
 ``medrefine_inputs`` what each mode reads (``image``, ``label``, ``points``, or ``lesions``: a lesion
-cohort, whose modality files and ``annotations.json`` are broken instead), and the broken-input
-kinds that apply follow from that; the cohort is the one its ``configs/smoke.json`` names
+cohort, whose modality files and ``annotations.json`` are broken instead; or ``cine``, ``cine_label``
+and ``transform``: a BIDS-like cine cohort's 4D image, 4D label and ``.tfm`` file), and the
+broken-input kinds that apply follow from that; the cohort is the one its ``configs/smoke.json`` names
 (``smoke_cohort``), as in the bundle harness. Each run goes through :func:`medrefine.bundle.run_bundle` in
 this process (the checks run before any training, so a refused run takes well under a second);
 a few runs go through ``medrefine run`` in a subprocess for the exit code and the absence of a
@@ -42,12 +43,21 @@ LABEL_KINDS = ("label_range", "shape", "affine")
 ANNOTATION_KINDS = ("annotations", "centre_outside", "distance", "target_value")
 #: a lesion cohort: the image kinds on one modality file (missing: listed, not there), and the annotation kinds
 LESION_KINDS = IMAGE_KINDS + ANNOTATION_KINDS
+#: a cine cohort (4D): the image kinds with a 3D image where a 4D cine is expected; its label's and transform's kinds
+CINE_KINDS = tuple("3d" if k == "4d" else k for k in IMAGE_KINDS)
+CINE_LABEL_KINDS = ("label_range", "frames", "shape", "affine")
+TRANSFORM_KINDS = ("transform_missing", "transform_text")
+#: what a mode reads (metadata.json) -> the kinds that break it
+KINDS_OF = {"image": IMAGE_KINDS, "label": LABEL_KINDS, "points": ("point_outside",), "lesions": LESION_KINDS,
+            "cine": CINE_KINDS, "cine_label": CINE_LABEL_KINDS, "transform": TRANSFORM_KINDS}
+#: smoke.json's ``smoke_cohort`` -> the folder of ``base`` the bundle runs on
+COHORT_FOLDERS = {"lesions": "lesions", "cine": "cine"}
 
 
 def _smoke_cohort(bundle) -> str:
-    """``"lesions"`` or ``"cohort"``: the folder of ``base`` the bundle runs on (its smoke.json's ``smoke_cohort``)."""
+    """``"lesions"``, ``"cine"`` or ``"cohort"``: the folder of ``base`` the bundle runs on (its smoke.json's ``smoke_cohort``)."""
     smoke = json.loads((bundle.path / "configs" / "smoke.json").read_text())
-    return "lesions" if smoke.get("smoke_cohort") == "lesions" else "cohort"
+    return COHORT_FOLDERS.get(smoke.get("smoke_cohort"), "cohort")
 
 
 def _reads(bundle) -> dict[str, list[str]]:
@@ -60,10 +70,7 @@ def _cases():
     out = []
     for bundle in BUNDLES:
         for mode, reads in _reads(bundle).items():
-            kinds = list(IMAGE_KINDS) if "image" in reads else []
-            kinds += list(LABEL_KINDS) if "label" in reads else []
-            kinds += ["point_outside"] if "points" in reads else []
-            kinds += list(LESION_KINDS) if "lesions" in reads else []
+            kinds = [kind for read in reads for kind in KINDS_OF[read]]
             kinds += ["output_is_input"] if mode == "inference" else []
             out += [pytest.param(bundle, mode, kind, id=f"{bundle.name}-{mode}-{kind}") for kind in kinds]
     return out
@@ -99,16 +106,34 @@ def _break_annotation(kind: str, path: Path) -> Path:
     return path
 
 
+def _cine_files(cohort: Path) -> tuple[Path, Path, Path] | None:
+    """(4D image, 4D label, transform) of the first subject of a cine cohort (None for another cohort)."""
+    if not (cohort / "sub-000" / "anat").is_dir():
+        return None
+    return (cohort / "sub-000" / "anat" / "sub-000_short_axis.nii.gz",
+            cohort / "derivatives" / "sa_segmentation" / "sub-000" / "sub-000_sa_seg.nii.gz",
+            cohort / "derivatives" / "sa_coordinates" / "sub-000" / "sa_axis_affine.tfm")
+
+
 def _break(kind: str, cohort: Path) -> Path:
-    """Break case_000 (or the first lesion) of ``cohort`` in one way; return the file (or folder) the error must name."""
-    lesion = _first_lesion(cohort)
+    """Break case_000 (or the first lesion, or cine subject) of ``cohort`` in one way; return the file (or folder)
+    the error must name."""
+    lesion, cine = _first_lesion(cohort), _cine_files(cohort)
     if kind in ANNOTATION_KINDS:
         return _break_annotation(kind, lesion)
     if lesion is not None:  # its first modality file
         image = lesion.parent / ast.literal_eval(json.loads(lesion.read_text())["0"]["nifti_files"])[0]
+    elif cine is not None:
+        image = cine[0]
     else:
         image = cohort / "images" / "case_000.nii.gz"
-    label = cohort / "labels_noisy" / "case_000.nii.gz"
+    label = cine[1] if cine is not None else cohort / "labels_noisy" / "case_000.nii.gz"
+    if kind == "transform_missing":  # with `require_transform: true` (see _setup)
+        cine[2].unlink()
+        return cine[2]
+    if kind == "transform_text":
+        cine[2].write_text("this is not an ITK transform\n")
+        return cine[2]
     if kind == "truncated":
         image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
         return image
@@ -120,21 +145,25 @@ def _break(kind: str, cohort: Path) -> Path:
         return image
     if kind == "missing":
         image.unlink()
-        return image
-    if kind in ("4d", "nan"):
+        return image.parent if cine is not None else image  # a subject's anat/ folder without its cine
+    if kind in ("4d", "3d", "nan"):
         nii = nib.load(str(image))
         array = np.asarray(nii.dataobj, dtype=np.float32)
         if kind == "nan":
-            array[4:6, 4:6, 4:6] = np.nan
+            array[4:6, 4:6, 1:3] = np.nan
+        elif kind == "3d":
+            array = array[..., 0]
         else:
             array = np.stack([array, array], axis=-1)
         nib.save(nib.Nifti1Image(array, nii.affine), str(image))
         return image
-    if kind in LABEL_KINDS:
+    if kind in LABEL_KINDS + CINE_LABEL_KINDS:
         nii = nib.load(str(label))
         array, affine = np.asarray(nii.dataobj).astype(np.int16), nii.affine.copy()
         if kind == "label_range":
-            array[0, 0, 0] = 99
+            array[(0,) * array.ndim] = 99
+        elif kind == "frames":
+            array = array[..., :-1]
         elif kind == "shape":
             array = array[:-2]
         else:
@@ -153,7 +182,8 @@ def _break(kind: str, cohort: Path) -> Path:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """A tiny cohort (3 cases of 16^3) with point files, a tiny lesion cohort (4 patients, 1-2 lesions each,
-    no modality missing), and trained bundle copies where inference needs a model."""
+    no modality missing), a tiny cine cohort (3 subjects of 16x16x4, 4 frames), and trained bundle copies
+    where inference needs a model."""
     from click.testing import CliRunner
 
     from medrefine.cli import cli
@@ -169,10 +199,17 @@ def base(tmp_path_factory) -> Path:
         from medrefine.data.lesion_phantoms import make_lesion_cohort
 
         make_lesion_cohort(root / "lesions", patients=4, lesions_per_patient=(1, 2), missing_rate=0.0, seed=3)
+    if any(_smoke_cohort(b) == "cine" for b in BUNDLES):
+        from medrefine.data.cine_phantoms import make_cine_cohort
+
+        make_cine_cohort(root / "cine", subjects=3, size=(16, 16), slices=4, frames=4, spacing=(9.0, 9.0, 16.0), seed=3)
     for bundle in BUNDLES:
         shutil.copytree(bundle.path, root / bundle.name, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
         if _smoke_cohort(bundle) == "lesions":  # inference ensembles trained fold models: train one fold (seconds)
             run_bundle(root / bundle.name, "train", {"dataset_dir": str(root / "lesions"), "device": "cpu"},
+                       extra_configs=[root / bundle.name / "configs" / "smoke.json"])
+        if _smoke_cohort(bundle) == "cine":  # code fitting needs a trained network: one epoch (seconds)
+            run_bundle(root / bundle.name, "train", {"dataset_dir": str(root / "cine"), "device": "cpu", "epochs": 1},
                        extra_configs=[root / bundle.name / "configs" / "smoke.json"])
     # annotation_refinement's case loader is sized by the trained model: train it once (seconds)
     near = root / "annotation_refinement"
@@ -192,11 +229,13 @@ def _setup(base: Path, tmp_path: Path, bundle, kind: str) -> tuple[Path, Path, d
         dataset.mkdir()
         named = dataset
     elif kind == "output_is_input":
-        lesion = _first_lesion(cohort)
-        named = lesion.parent if lesion is not None else cohort / "images"
+        lesion, cine = _first_lesion(cohort), _cine_files(cohort)
+        named = lesion.parent if lesion is not None else cine[0].parent if cine is not None else cohort / "images"
     else:
         named = _break(kind, cohort)
     overrides = {"dataset_dir": str(dataset), "device": "cpu", "bundle_root": str(run_root)}
+    if kind == "transform_missing":
+        overrides["require_transform"] = True
     if kind == "output_is_input":
         overrides["output_dir"] = str(named)
     if kind == "point_outside":
@@ -314,7 +353,9 @@ def test_nan_policy_zero_opts_in(base, tmp_path):
 
 @pytest.mark.parametrize("source, kind", [("cohort", k) for k in IMAGE_KINDS + LABEL_KINDS + ("point_outside",)
                                           if k not in ("missing", "empty_folder")]
-                         + [("lesions", k) for k in LESION_KINDS if k != "empty_folder"])
+                         + [("lesions", k) for k in LESION_KINDS if k != "empty_folder"]
+                         + [("cine", k) for k in CINE_KINDS + CINE_LABEL_KINDS + TRANSFORM_KINDS
+                            if k not in ("empty_folder", "transform_missing")])
 def test_validate_flags_what_the_bundles_refuse(base, tmp_path, source, kind):
     from medrefine.data.cohort import load_cohort
     from medrefine.data.validate import check_cohort, has_errors
@@ -370,3 +411,28 @@ def test_lesion_nan_policy_zero_opts_in(base, tmp_path):
                extra_configs=[Path(overrides["bundle_root"]) / "configs" / "smoke.json"])
     table = (out / "predictions.csv").read_text().splitlines()
     assert len(table) == 1 + len(list(cohort.glob("*/annotations.json"))) and "nan" not in table[1].lower()
+
+
+def _cine_bundle():
+    return next(b for b in BUNDLES if _smoke_cohort(b) == "cine")
+
+
+def test_cine_work_dir_inside_the_dataset_is_refused(base, tmp_path):
+    """cardiac_motion's pre-processed arrays (`work_dir`, NIMOSEF's `<dataset>/derivatives`) stay out of the dataset."""
+    cohort, _, overrides = _setup(base, tmp_path, _cine_bundle(), "output_is_input")
+    overrides.pop("output_dir")
+    inputs, work = _hashes(cohort), cohort / "derivatives" / "implicit_run"
+    with pytest.raises(InputError, match=rf"{work}: expected a working folder outside the dataset"):
+        run_bundle(overrides["bundle_root"], "train", {**overrides, "work_dir": str(work)},
+                   extra_configs=[Path(overrides["bundle_root"]) / "configs" / "smoke.json"])
+    assert _hashes(cohort) == inputs and not work.exists()
+
+
+def test_cine_nan_policy_zero_opts_in(base, tmp_path):
+    """With `nan_policy: "zero"` a cine with NaN voxels is accepted (zeroed when read) and its codes fitted."""
+    cohort, _, overrides = _setup(base, tmp_path, _cine_bundle(), "nan")
+    out = tmp_path / "fitted"
+    run_bundle(overrides["bundle_root"], "inference", {**overrides, "nan_policy": "zero", "output_dir": str(out),
+                                                       "write_parquet": False},
+               extra_configs=[Path(overrides["bundle_root"]) / "configs" / "smoke.json"])
+    assert (out / "sub-000_seg.nii.gz").is_file() and (out / "codes.json").is_file()

@@ -75,3 +75,47 @@ def test_preprocessing_writes_tables_and_a_stable_split(cine, tmp_path):
     assert read_manifest(preprocess_cine(cine, tmp_path / "derivatives", seed=1))["splits"] == manifest["splits"]
     train = load_split(manifest, "train")
     assert train[0]["image"].shape == (16, 16, 4, 4) and train[0]["local_mm"].shape == (16, 16, 4, 3)
+
+
+def test_validate_reads_the_cine_layout_and_a_4d_datalist(cine, tmp_path):
+    """`medrefine validate` checks a cine cohort as 4D (BIDS-like folder or datalist): 3D images and
+    labels with another frame count are errors, transforms are read."""
+    import json
+    import shutil
+
+    from medrefine.data.cohort import load_cohort
+    from medrefine.data.validate import validate_dataset
+    from medrefine.io import load_image, save_nifti
+
+    copy = tmp_path / "cine"
+    shutil.copytree(cine, copy)
+    assert load_cohort(copy).layout == "cine" and validate_dataset(copy).empty
+    entries = [{"image": f"sub-00{i}/anat/sub-00{i}_short_axis.nii.gz",
+                "label": f"derivatives/sa_segmentation/sub-00{i}/sub-00{i}_sa_seg.nii.gz",
+                "transform": f"derivatives/sa_coordinates/sub-00{i}/sa_axis_affine.tfm"} for i in range(3)]
+    (copy / "list.json").write_text(json.dumps({"training": entries}))
+    assert validate_dataset(copy / "list.json").empty  # most images 4D: a cine datalist
+    label = load_image(copy / entries[1]["label"])
+    save_nifti(label.array[..., :3], copy / entries[1]["label"], affine=label.affine)
+    image = load_image(copy / entries[2]["image"])
+    save_nifti(image.array[..., 0], copy / entries[2]["image"], affine=image.affine)
+    (copy / entries[0]["transform"]).write_text("not a transform\n")
+    for source in (copy, copy / "list.json"):
+        problems = validate_dataset(source).set_index("file")["problem"]
+        assert problems[entries[1]["label"]] == "expected 4 frames like the image (sub-001_short_axis.nii.gz), found 3"
+        assert problems[entries[2]["image"]] == "expected a 4D image, found an array of shape (16, 16, 4)"
+        assert problems[entries[0]["transform"]].startswith("expected a 3D affine ITK transform, found an unreadable one")
+
+
+def test_nan_policy_zero_reads_nan_voxels_as_zero(cine, tmp_path):
+    from medrefine.io import load_image, save_nifti
+
+    case = load_cine_cases(cine)[0]
+    image = load_image(case["image"])
+    array = image.array.copy()
+    array[1, 1, 1, 1] = np.nan
+    path = save_nifti(array, tmp_path / "nan.nii.gz", affine=image.affine)
+    with pytest.raises(InputError, match=r"nan\.nii\.gz: expected finite voxel values"):
+        load_cine_subject({**case, "image": str(path)})
+    subject = load_cine_subject({**case, "image": str(path)}, nan_policy="zero")
+    assert np.isfinite(subject.image).all() and subject.image[1, 1, 1, 1] == 0
