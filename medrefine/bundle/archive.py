@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import stat
@@ -43,7 +44,8 @@ def pack_bundle(bundle_dir: str | Path, out: str | Path | None = None, *, weight
 
     Args:
         bundle_dir: the bundle folder (``configs/metadata.json`` inside).
-        out: the zip to write, or a folder to write ``<name>_<version>.zip`` into. Defaults to
+        out: the zip to write, or a folder (existing, or named with a trailing ``/``) to write
+            ``<name>_<version>.zip`` into. Defaults to
             ``<name>_<version>.zip`` in the current folder.
         weights: include the trained models (``models/<name>.pt`` with ``<name>.json``); with
             False, pack configs and docs only. Default True.
@@ -74,7 +76,7 @@ def pack_bundle(bundle_dir: str | Path, out: str | Path | None = None, *, weight
     files = bundle_files(root, weights=weights)
     manifest = build_manifest(root, files, name=info.name, version=version)
     target = Path(out) if out is not None else Path.cwd()
-    if out is None or target.is_dir():
+    if out is None or target.is_dir() or str(out).endswith(("/", os.sep)):
         target = target / f"{info.name}_{version}.zip"
     if target.suffix != ".zip":
         raise InputError(f"{target}: expected an output file ending in .zip, found {target.suffix or 'no suffix'!r}")

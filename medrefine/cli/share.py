@@ -25,7 +25,7 @@ def bundle() -> None:
 @bundle.command()
 @click.argument("bundle_dir")
 @click.option("--out", type=click.Path(dir_okay=True), default=None,
-              help="The .zip to write, or a folder for NAME_VERSION.zip (default: NAME_VERSION.zip here).")
+              help="The .zip to write, or a folder (existing, or ending in /) for NAME_VERSION.zip (default: here).")
 @click.option("--no-weights", is_flag=True, help="Pack configs, docs and LICENSE only (no trained model needed).")
 def pack(bundle_dir: str, out: str | None, no_weights: bool) -> None:
     """Pack BUNDLE_DIR (a folder, or a shipped bundle's name) into a zip for sharing.
