@@ -117,6 +117,9 @@ def test_pack_holds_configs_docs_license_models_and_manifest(packed, trained):
 def test_pack_is_deterministic(packed, trained, tmp_path):
     again = pack_bundle(trained, tmp_path / "again.zip")
     assert again.read_bytes() == packed.read_bytes()
+    res = CliRunner().invoke(cli, ["bundle", "pack", str(trained), "--out", f"{tmp_path / 'new'}/"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "new" / packed.name).read_bytes() == packed.read_bytes()
 
 
 def test_pack_refuses_no_model_and_a_version_outside_the_changelog(tmp_path):
