@@ -3,38 +3,16 @@ processes (gloo), as the refinement bundle's does."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "point_supervised_segmentation"
 
 
 @pytest.mark.slow
-def test_two_process_training(tmp_path):
+def test_two_process_training(tmp_path, torchrun_train):
     from medrefine.data.phantoms import make_cardiac_cohort
-
-    cohort = tmp_path / "cohort"
-    make_cardiac_cohort(cohort, cases=4, size=32, noise="moderate", seed=5)
-    root = tmp_path / "bundle"
-    shutil.copytree(BUNDLE, root, ignore=shutil.ignore_patterns("models", "eval", "logs"))
-    configs = root / "configs"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "monai.bundle", "run",
-        "--config_file", str([str(configs / "train.json"), str(configs / "multi_gpu_train.json"), str(configs / "smoke.json")]),
-        "--meta_file", str(configs / "metadata.json"),
-        "--bundle_root", str(root), "--dataset_dir", str(cohort), "--batch_size", "2",
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from medrefine.workflows.models import read_model
 
+    make_cardiac_cohort(tmp_path / "cohort", cases=4, size=32, noise="moderate", seed=5)
+    root = torchrun_train("point_supervised_segmentation", tmp_path / "cohort", "--batch_size", "2")
     model = read_model(root / "models" / "stage1_unet.pt")  # description written once, by rank 0
     assert model.weights_path.is_file() and model.classes
     history = (root / "logs" / "history.csv").read_text().strip().splitlines()
