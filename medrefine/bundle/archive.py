@@ -115,6 +115,27 @@ def _open(path: Path) -> zipfile.ZipFile:
         raise InputError(f"{path}: expected a zip archive, found unreadable content ({err})") from None
 
 
+def _member_problem(member: zipfile.ZipInfo, parts: list[str], top: str) -> tuple[str, str] | None:
+    """``(expected, found)`` when a member's name or kind may not be extracted, else None."""
+    inside = "a relative path inside the bundle's folder"
+    mode = member.external_attr >> 16
+    if member.filename.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", member.filename):
+        return inside, "an absolute path"
+    if ".." in parts:
+        return inside, "a '..' component (a path out of the destination)"
+    if stat.S_ISLNK(mode):
+        return "plain files", "a symbolic link"
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "plain files", f"a special file (mode {oct(stat.S_IFMT(mode))})"
+    if not _NAME.match(top):
+        return "one top folder named after the bundle", f"a top folder {top!r}"
+    if parts[0] != top or len(parts) < 2:
+        return f"every member under the top folder {top}/", f"a member outside {top}/"
+    if not member.is_dir() and any(p in ("", ".") for p in parts[1:]):
+        return inside, "an empty or '.' path component"
+    return None
+
+
 def read_members(archive: zipfile.ZipFile, where: str | Path, *,
                  max_member_mb: float = DEFAULT_MAX_MEMBER_MB) -> tuple[str, list[tuple[zipfile.ZipInfo, str]]]:
     """Check every member of a bundle archive before anything is extracted.
@@ -134,38 +155,20 @@ def read_members(archive: zipfile.ZipFile, where: str | Path, *,
     seen: set[str] = set()
     files: list[tuple[zipfile.ZipInfo, str]] = []
     for member in archive.infolist():
-        name = member.filename
-        parts = name.replace("\\", "/").split("/")
-
-        def refuse(found: str, expected: str = "a relative path inside the bundle's folder") -> InputError:
-            return InputError(f"{where}: {name}: expected {expected}, found {found}; refused")
-
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-            raise refuse("an absolute path")
-        if ".." in parts:
-            raise refuse("a '..' component (a path out of the destination)")
-        kind = stat.S_IFMT(member.external_attr >> 16)
-        if stat.S_ISLNK(member.external_attr >> 16):
-            raise refuse("a symbolic link", "plain files")
-        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise refuse(f"a special file (mode {oct(kind)})", "plain files")
-        if top is None:
-            top = parts[0]
-            if not _NAME.match(top):
-                raise refuse(f"a top folder {top!r}", "one top folder named after the bundle")
-        if parts[0] != top or len(parts) < 2:
-            raise refuse(f"a member outside {top}/", f"every member under the top folder {top}/")
-        if member.is_dir():
-            continue
+        parts = member.filename.replace("\\", "/").split("/")
+        top = top or parts[0]
         rel = "/".join(parts[1:])
-        if not rel or any(p in ("", ".") for p in parts[1:]):
-            raise refuse("an empty or '.' path component")
-        if member.file_size > limit:
-            raise refuse(f"{member.file_size} bytes", f"members of at most {max_member_mb:g} MiB")
-        if rel in seen:
-            raise refuse("the name a second time", "each file once")
-        seen.add(rel)
-        files.append((member, rel))
+        problem = _member_problem(member, parts, top)
+        if problem is None and not member.is_dir():
+            if member.file_size > limit:
+                problem = f"members of at most {max_member_mb:g} MiB", f"{member.file_size} bytes"
+            elif rel in seen:
+                problem = "each file once", "the name a second time"
+        if problem is not None:
+            raise InputError(f"{where}: {member.filename}: expected {problem[0]}, found {problem[1]}; refused")
+        if not member.is_dir():
+            seen.add(rel)
+            files.append((member, rel))
     if top is None:
         raise InputError(f"{where}: expected a bundle folder in the archive, found an empty archive")
     return top, files
