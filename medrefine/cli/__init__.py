@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "medrefine.cli.evaluate:evaluate",
     "report": "medrefine.cli.report:report",
     "bundles": "medrefine.cli.bundles:bundles",
+    "bundle": "medrefine.cli.share:bundle",
     "run": "medrefine.cli.bundles:run",
     "demo": "medrefine.cli.demo:demo",
 }
@@ -70,6 +71,7 @@ def cli(verbose: int) -> None:
       medrefine report metrics.csv --out report
       medrefine bundles
       medrefine run annotation_refinement train --set epochs=2
+      medrefine bundle pack annotation_refinement --no-weights
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

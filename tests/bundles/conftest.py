@@ -1,0 +1,38 @@
+"""Fixtures shared by the bundle tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+
+
+@pytest.fixture
+def torchrun_train(tmp_path) -> Callable[..., Path]:
+    """``run(name, cohort, *args)``: a copy of bundle ``name`` trained with train + multi_gpu_train +
+    smoke under ``torchrun --nproc_per_node=2`` (gloo on CPU) through ``python -m monai.bundle run``;
+    ``args`` are more ``--key value`` overrides. Returns the bundle copy; fails with the processes' output."""
+
+    def run(name: str, cohort: Path, *args: str) -> Path:
+        root = tmp_path / name
+        shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "logs"))
+        configs = root / "configs"
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "monai.bundle", "run",
+            "--config_file", str([str(configs / f) for f in ("train.json", "multi_gpu_train.json", "smoke.json")]),
+            "--meta_file", str(configs / "metadata.json"),
+            "--bundle_root", str(root), "--dataset_dir", str(cohort), *args,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return root
+
+    return run
