@@ -138,7 +138,7 @@ def test_dicom_seg_against_series_grid(shared_data, tmp_path):
     ref = save_nifti(on_series, tmp_path / "series_label.nii.gz")
     out = tmp_path / "m.csv"
     result = invoke("--pred", str(seg), "--ref", str(ref), "--out", str(out), "--no-progress")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # a refused input (INPUT_ERROR_EXIT_CODE)
     assert str(seg.resolve()) in result.output and str(ref.resolve()) in result.output  # paths are shown resolved
     assert "share one voxel grid" in result.output and "--resample" in result.output
     result = invoke("--pred", str(seg), "--ref", str(ref), "--out", str(out), "--resample", "--no-progress",
