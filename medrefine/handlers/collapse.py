@@ -7,8 +7,10 @@ saves that model as "best" (issue 17: "best value: 0.0 at epoch: 300", exit 0). 
 ``EarlyStopHandler`` stops when a score stops *improving*, which a collapsed run's constant 0 does
 only after its patience and silently; it does not tell collapse from a plateau, nor say what to
 try. :class:`CollapseStop` watches the validations: after ``patience`` validations in a row whose
-key metric is at most ``min_value`` or whose predictions hold one class only, it stops the trainer
-and :meth:`CollapseStop.raise_if_collapsed` (a bundle's ``run`` step after ``trainer.run()``)
+key metric is at most ``min_value`` or whose predictions hold one class only, while the training
+loss has stopped falling (less than ``min_loss_drop`` relative drop since the previous validation:
+a small organ can score 0 for 40 epochs while the loss still falls, and then be learned), it
+stops the trainer and :meth:`CollapseStop.raise_if_collapsed` (a bundle's ``run`` step after ``trainer.run()``)
 ends the run with one line saying what happened and what to try. A run whose validations never
 scored above ``min_value`` ends the same way, even if it was too short to reach ``patience``.
 Bundles pair it with :class:`~medrefine.handlers.AtomicCheckpointSaver`'s ``min_key_metric`` so
@@ -51,7 +53,8 @@ class CollapseStop:
 
     A validation is *collapsed* when the evaluator's key metric (or ``metric_name``) is at most
     ``min_value``, or when for one of ``pred_keys`` every voxel of every validation case gets the
-    same class. Attach it to the trainer, after the ``ValidationHandler`` (it reads the evaluator's
+    same class, and the trainer's mean loss over the epochs since the previous validation is less
+    than ``min_loss_drop`` (relative) below the mean over the epochs before it. Attach it to the trainer, after the ``ValidationHandler`` (it reads the evaluator's
     state of the epoch that validated, as :class:`~medrefine.handlers.HistoryCSV` does).
 
     Args:
@@ -62,6 +65,9 @@ class CollapseStop:
         pred_keys: the prediction keys of the evaluator's output (``("pred", "pred2")`` for two
             networks); empty: the predictions are not checked. Default ``("pred",)``.
         hint: what to try, appended to the message (the bundle's keys that matter).
+        min_loss_drop: the relative fall of the mean training loss between validations that still
+            counts as learning (a zero validation then does not count); ``None``: the loss is not
+            looked at. Default 0.01.
 
     Raises:
         ValueError: ``patience`` below 1.
@@ -72,7 +78,7 @@ class CollapseStop:
     """
 
     def __init__(self, evaluator: Any, metric_name: str | None = None, patience: int = 3, min_value: float = 0.0,
-                 pred_keys: Sequence[str] = ("pred",), hint: str = "") -> None:
+                 pred_keys: Sequence[str] = ("pred",), hint: str = "", min_loss_drop: float | None = 0.01) -> None:
         if int(patience) < 1:
             raise ValueError(f"`patience` must be at least 1, got {patience!r}")
         self.evaluator = evaluator
@@ -81,6 +87,9 @@ class CollapseStop:
         self.min_value = float(min_value)
         self.pred_keys = [str(k) for k in pred_keys]
         self.hint = str(hint or "")
+        self.min_loss_drop = None if min_loss_drop is None else float(min_loss_drop)
+        self._losses: list[float] = []
+        self._previous_loss: float | None = None
         self.in_a_row = 0
         self.validations = 0
         self.best: float | None = None
@@ -90,9 +99,25 @@ class CollapseStop:
     def attach(self, trainer: Any) -> None:
         from ignite.engine import Events
 
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._train_iteration)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
         self.evaluator.add_event_handler(Events.EPOCH_STARTED, self._validation_started)
         self.evaluator.add_event_handler(Events.ITERATION_COMPLETED, self._validation_iteration)
+
+    def _train_iteration(self, trainer: Any) -> None:
+        from medrefine.handlers.progress import loss_of
+
+        loss = loss_of(trainer.state.output)
+        if loss is not None and math.isfinite(loss):
+            self._losses.append(loss)
+
+    def _still_learning(self) -> bool:
+        """Whether the mean loss since the last validation fell by at least ``min_loss_drop`` (relative)."""
+        if self.min_loss_drop is None or not self._losses:
+            return False
+        mean = sum(self._losses) / len(self._losses)
+        previous, self._previous_loss, self._losses = self._previous_loss, mean, []
+        return previous is not None and mean < previous * (1.0 - self.min_loss_drop)
 
     def _validation_started(self, evaluator: Any) -> None:
         self._classes = {k: set() for k in self.pred_keys}
@@ -124,14 +149,16 @@ class CollapseStop:
         if metric is not None:
             self.best = metric if self.best is None else max(self.best, metric)
         one_class = [k for k, found in self._classes.items() if len(found) == 1]
-        if (metric is not None and metric <= self.min_value) or one_class:
+        learning = self._still_learning()
+        if ((metric is not None and metric <= self.min_value) or one_class) and not learning:
             self.in_a_row += 1
         else:
             self.in_a_row = 0
         if self.in_a_row >= self.patience:
             what = (f"every voxel got class {next(iter(self._classes[one_class[0]]))} ({one_class[0]})" if one_class
                     else f"{self.metric_name or state.key_metric_name} = {metric:g}")
-            self.message = (f"training collapsed: {self.patience} validations in a row with {what}; stopped at epoch "
+            self.message = (f"training collapsed: {self.patience} validations in a row with {what} and the loss no "
+                            f"longer falling; stopped at epoch "
                             f"{trainer.state.epoch} of {trainer.state.max_epochs} and saved no model from it."
                             + (f" Try: {self.hint}" if self.hint else ""))
             logger.info(self.message)

@@ -11,7 +11,7 @@ from ignite.engine import Engine, Events
 from medrefine.handlers import AtomicCheckpointSaver, CollapseStop, TrainingCollapsed
 
 
-def _run(scores, preds=None, *, patience=3, max_epochs=10, pred_keys=("pred",)):
+def _run(scores, preds=None, *, patience=3, max_epochs=10, pred_keys=("pred",), losses=None):
     """Train ``max_epochs`` epochs, validating every epoch; validation ``i`` scores ``scores[i]`` and
     predicts ``preds[i]`` (a one-hot ``(C, X, Y)`` tensor). Returns ``(trainer, stop)``."""
     preds = preds or [torch.eye(2)[:, None, :].expand(2, 2, 2).clone() for _ in scores]  # two classes
@@ -22,7 +22,7 @@ def _run(scores, preds=None, *, patience=3, max_epochs=10, pred_keys=("pred",)):
     def _score(e):
         e.state.metrics = {"val_dice": scores[e.state.epoch - 1]}
 
-    trainer = Engine(lambda e, b: {"loss": 1.0})
+    trainer = Engine(lambda e, b: {"loss": 1.0 if losses is None else losses[e.state.epoch - 1]})
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _validate(t):  # as MONAI's ValidationHandler: the evaluator runs at the trainer's epoch
@@ -38,7 +38,7 @@ def _run(scores, preds=None, *, patience=3, max_epochs=10, pred_keys=("pred",)):
 def test_zero_metric_stops_after_patience_with_one_clear_line():
     trainer, stop = _run([0.0] * 10)
     assert trainer.state.epoch == 3
-    with pytest.raises(TrainingCollapsed, match=r"^training collapsed: 3 validations in a row with val_dice = 0; "
+    with pytest.raises(TrainingCollapsed, match=r"^training collapsed: 3 validations in a row with val_dice = 0 and the loss no longer falling; "
                                                 r"stopped at epoch 3 of 10 .*Try: lower learning_rate$"):
         stop.raise_if_collapsed()
     assert "\n" not in stop.message
@@ -48,6 +48,15 @@ def test_a_healthy_run_or_one_that_recovers_is_not_stopped():
     trainer, stop = _run([0.0, 0.0, 0.4, 0.0, 0.0, 0.5, 0.6, 0.6, 0.7, 0.7])
     assert trainer.state.epoch == 10 and stop.message is None
     stop.raise_if_collapsed()  # best 0.7: nothing to say
+
+
+def test_zero_scores_while_the_loss_still_falls_do_not_stop_but_export_nothing():
+    trainer, stop = _run([0.0] * 10, losses=[1.0 - 0.05 * i for i in range(10)])  # a small organ not found yet
+    assert trainer.state.epoch == 10 and stop.in_a_row <= 1
+    with pytest.raises(TrainingCollapsed, match="none of its 10 validation\\(s\\) scored above 0; no model was saved"):
+        stop.raise_if_collapsed()
+    trainer, stop = _run([0.0] * 10, losses=[1.0 - 0.001 * i for i in range(10)])  # 0.1 % per epoch: flat
+    assert trainer.state.epoch == 3
 
 
 def test_one_class_everywhere_counts_as_collapse_even_with_a_score():
