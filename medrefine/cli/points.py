@@ -51,7 +51,8 @@ def simulate(labels: str, out_dir: str, seed: int, jitter_mm: float, margin_mm: 
 
     with _clean_errors():
         written = simulate_point_files(
-            labels, out_dir, seed=seed, jitter_mm=jitter_mm, margin_mm=margin_mm, output_format=output_format
+            labels, out_dir, seed=seed, jitter_mm=jitter_mm, margin_mm=margin_mm, output_format=output_format,
+            echo=click.echo,
         )
     click.echo(f"Wrote {len(written)} point file(s) ({output_format}) to {out_dir}")
 

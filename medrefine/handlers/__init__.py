@@ -1,5 +1,5 @@
 """Ignite handlers shared by every bundle's trainer: resuming from the latest checkpoint, the
-per-epoch history CSV and one progress bar over the run.
+per-epoch history CSV, one progress bar over the run, and a stop for collapsed runs.
 
 Checkpoints are MONAI's ``CheckpointSaver`` writing atomically (:class:`AtomicCheckpointSaver`);
 learning-rate steps, validation, console and TensorBoard logging are MONAI's own
@@ -10,8 +10,9 @@ handlers (``LrScheduleHandler``, ``ValidationHandler``, ``StatsHandler``,
 from __future__ import annotations
 
 from medrefine.handlers.checkpoint import AtomicCheckpointSaver
+from medrefine.handlers.collapse import CollapseStop, TrainingCollapsed
 from medrefine.handlers.history import HistoryCSV, plot_history
 from medrefine.handlers.progress import EpochProgress
 from medrefine.handlers.resume import ResumeHandler, latest_checkpoint, load_checkpoint
 
-__all__ = ["AtomicCheckpointSaver", "EpochProgress", "HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history"]
+__all__ = ["AtomicCheckpointSaver", "CollapseStop", "EpochProgress", "HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history", "TrainingCollapsed"]

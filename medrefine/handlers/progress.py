@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["EpochProgress"]
+__all__ = ["EpochProgress", "loss_of"]
 
 
-def _loss_of(output: Any) -> float | None:
+def loss_of(output: Any) -> float | None:
     """The scalar loss of one iteration's output (a dict with ``loss``, a list of them, or a number)."""
     if isinstance(output, (list, tuple)) and output:
         output = output[0]
@@ -43,7 +43,7 @@ class EpochProgress:
     """
 
     def __init__(self, evaluator: Any = None, desc: str = "training",
-                 output_transform: Callable[[Any], float | None] = _loss_of, enabled: bool = True) -> None:
+                 output_transform: Callable[[Any], float | None] = loss_of, enabled: bool = True) -> None:
         self.evaluator = evaluator
         self.desc = str(desc)
         self.output_transform = output_transform

@@ -28,6 +28,7 @@ from medrefine.points.pointset import (
 from medrefine.points.simulate import (
     background_points,
     foreground_point,
+    points_per_object,
     simulate_point_files,
     simulate_points,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "points_to_map",
     "read_points_json",
     "save_point_map",
+    "points_per_object",
     "simulate_point_files",
     "simulate_points",
     "voxel_to_world",

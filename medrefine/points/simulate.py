@@ -7,7 +7,8 @@ Protocol (after Zhai et al., PA-Seg, IEEE TMI 2023), per foreground class ``c`` 
   centroid). Unlike the centroid, it lies inside non-convex objects too;
 * six **background points**, one per face of the object's bounding box: at the centre of the
   face, ``margin_mm`` beyond it (at least one voxel), clipped to the image. A face that touches
-  the image border has no room outside the box and gets no point (a warning is logged).
+  the image border has no room outside the box and gets no point (one warning per object names
+  the file, the class, the border faces and the object's point count).
 
 ``jitter_mm`` imitates an annotator's imprecision: every point moves by a normal draw with that
 standard deviation (mm) per axis, redrawn (up to 20 times, else left in place) until the point still
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 from medrefine.errors import InputError
 from medrefine.points.pointset import PointSet
 
-__all__ = ["background_points", "foreground_point", "simulate_point_files", "simulate_points"]
+__all__ = ["background_points", "foreground_point", "points_per_object", "simulate_point_files", "simulate_points"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def background_points(
 
     Returns:
         ``(voxels (M, 3) int64, faces)`` with ``faces[m] = (axis, side)``, ``side`` -1 (low) or +1
-        (high); ``M <= 6`` (faces on the image border are skipped).
+        (high); ``M <= 6`` (faces on the image border are skipped: the faces missing from ``faces``).
 
     Example:
         >>> mask = np.zeros((16, 16, 16), bool); mask[5:10, 5:10, 5:10] = True
@@ -109,7 +110,6 @@ def background_points(
         for side, edge in ((-1, lo[axis]), (1, hi[axis])):
             position = int(np.clip(edge + side * margin[axis], 0, mask.shape[axis] - 1))
             if (position - edge) * side < 1:
-                logger.warning("the object touches the image border on axis %d (side %+d): no background point there", axis, side)
                 continue
             voxel = centre.copy()
             voxel[axis] = position
@@ -202,11 +202,27 @@ def simulate_points(
             beyond = v[axis] < lo[axis] if side < 0 else v[axis] > hi[axis]
             return inside_image and bool(beyond)
 
+        if len(faces) < 6:
+            border = [f"axis {axis} {'low' if side < 0 else 'high'}" for axis in range(3) for side in (-1, 1)
+                      if (axis, side) not in faces]
+            logger.warning("%s: class %d touches the image border (%s): %d points for it instead of 7, no background "
+                           "point beyond that border", name, int(cls), ", ".join(border), 1 + len(faces))
         for voxel, (axis, side) in zip(bg_voxels, faces):
             voxels.append(_jittered(voxel, lambda v, a=axis, s=side: outside_box(v, a, s), rng, jitter_mm, spacing))
             foreground.append(False)
             point_classes.append(int(cls))
     return PointSet.from_voxel(np.asarray(voxels), affine, foreground, point_classes, source=source)
+
+
+def points_per_object(points: PointSet) -> dict[int, int]:
+    """``{class: number of points}`` of a simulated point set (its foreground point and its background points).
+
+    Example:
+        >>> points_per_object(simulate_points(label, affine))  # doctest: +SKIP
+        {1: 7, 5: 5}
+    """
+    classes, counts = np.unique(np.asarray(points.classes, dtype=np.int64), return_counts=True)
+    return {int(c): int(n) for c, n in zip(classes, counts)}
 
 
 def _label_files(labels: str | PathLike) -> list[Path]:
@@ -243,6 +259,7 @@ def simulate_point_files(
     jitter_mm: float = 0.0,
     margin_mm: float | None = None,
     output_format: str = "nifti",
+    echo: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Simulate points for a label file or every label file of a folder and write them to ``out_dir``.
 
@@ -258,6 +275,8 @@ def simulate_point_files(
         jitter_mm: see :func:`simulate_points`. Default 0.
         margin_mm: see :func:`simulate_points`. Default ``None`` (2 voxels).
         output_format: ``"nifti"`` (PA-Seg point map) or ``"json"`` (world-coordinate list).
+        echo: called with one line per file: the file written and the points per object
+            (``"labels/a.nii.gz -> points/a.json: class 1: 7 points, class 5: 5 points"``).
 
     Returns:
         The written paths, in input order.
@@ -295,6 +314,9 @@ def simulate_point_files(
             target = save_point_map(
                 points, out / f"{stem}.nii.gz", shape=volume.shape, affine=volume.affine, protect=[path], image_name=str(path)
             )
-        logger.info("%s: %d point(s) -> %s", path, points.num_points, target)
+        counts = ", ".join(f"class {c}: {n} points" for c, n in points_per_object(points).items())
+        logger.info("%s -> %s: %s", path, target, counts)
+        if echo is not None:
+            echo(f"{path} -> {target}: {counts}")
         written.append(target)
     return written

@@ -32,10 +32,13 @@ from medrefine.losses.partial import UNLABELED
 __all__ = [
     "PointBatch",
     "class_values",
+    "cohort_intensity",
+    "intensity_transform",
     "label_map",
     "load_cases",
     "load_weights",
     "model_file",
+    "model_intensity",
     "stage1_model_file",
     "to_label_values",
 ]
@@ -210,16 +213,69 @@ def load_weights(network: torch.nn.Module, path: str | Path, *, what: str = "mod
 # config helpers: pieces whose choice depends on a config value
 
 
-def intensity_transform(intensity_range: Sequence[float] | None, keys: str | Sequence[str] = "image"):
-    """``None``: z-score (PA-Seg, MR); ``[a_min, a_max]``: clip to that window and scale to [0, 1] (CT)."""
-    from monai.transforms import NormalizeIntensityd, ScaleIntensityRanged
+def intensity_transform(mode: str | Sequence[float] | None = "auto", window: Sequence[float] | None = None,
+                        keys: str | Sequence[str] = "image"):
+    """The image normalisation (:class:`~medrefine.transforms.intensity.ModalityIntensityd`).
 
-    if intensity_range is None:
-        return NormalizeIntensityd(keys=keys, channel_wise=True)
-    if len(intensity_range) != 2 or not float(intensity_range[0]) < float(intensity_range[1]):
-        raise InputError(f"`intensity_range` must be null or [a_min, a_max] with a_min < a_max, got {intensity_range!r}")
-    return ScaleIntensityRanged(keys=keys, a_min=float(intensity_range[0]), a_max=float(intensity_range[1]),
-                                b_min=0.0, b_max=1.0, clip=True)
+    Args:
+        mode: ``"ct"`` (clip to ``window``, scale to [0, 1]), ``"percentile"`` (0.5th..99.5th
+            percentiles to [0, 1]), ``"zscore"``, or ``"auto"`` (each image by the rule of
+            :mod:`medrefine.transforms.intensity`); a resolved mode comes from :func:`cohort_intensity`.
+            A window or ``None`` (configs of medrefine 0.x: ``intensity_range``) means ``"ct"`` / ``"zscore"``.
+        window: the CT window ``[a_min, a_max]``; ``None``: [-200, 300].
+    """
+    from medrefine.transforms.intensity import ModalityIntensityd
+
+    if mode is None or not isinstance(mode, str):
+        mode, window = ("zscore", None) if mode is None else ("ct", mode)
+    return ModalityIntensityd(keys=keys, mode=mode, window=window)
+
+
+def cohort_intensity(cases: str | Path | Sequence[Mapping[str, Any]], intensity: str = "auto",
+                     intensity_range: Sequence[float] | None = None, *, key: str = "training", max_cases: int = 3) -> str:
+    """Resolve the bundle's ``intensity`` key for a cohort: ``"ct"``, ``"percentile"`` or ``"zscore"``.
+
+    ``"auto"`` with a configured ``intensity_range`` (a window) is ``"ct"``; otherwise the first
+    ``max_cases`` images decide by :func:`medrefine.transforms.intensity.intensity_mode` and must
+    agree. The resolved mode also picks the bundle's recipe (``recipes#<mode>``). ``cases`` is a
+    list of case dictionaries or a dataset (:func:`medrefine.data.cohort.load_cohort`, list ``key``),
+    read only for ``"auto"``.
+
+    Raises:
+        InputError: an unknown ``intensity``; images of the cohort that the rule puts in different
+            modes (naming two of them and the key that settles it).
+    """
+    from monai.transforms import LoadImage
+
+    from medrefine.transforms.intensity import check_intensity_mode, intensity_mode
+
+    if check_intensity_mode(intensity) != "auto":
+        return intensity
+    if intensity_range is not None:
+        return "ct"
+    if isinstance(cases, (str, Path)):
+        from medrefine.data.cohort import load_cohort
+
+        cases = load_cohort(cases, key=key, require=["image"], strict=False).cases
+    found: dict[str, str] = {}
+    for case in list(cases)[: max(1, int(max_cases))]:
+        image = LoadImage(image_only=True)(case["image"])
+        found.setdefault(intensity_mode(image, "auto"), str(case["image"]))
+    if len(found) > 1:
+        files = "; ".join(f"{path} -> {mode}" for mode, path in found.items())
+        raise InputError(f"`intensity: auto` found images of different kinds in one cohort ({files}); "
+                         "set `intensity` to ct, percentile or zscore")
+    mode = next(iter(found), "percentile")
+    logger.info("intensity: %s (chosen from the images; set `intensity` to override)", mode)
+    return mode
+
+
+def model_intensity(model: Any) -> str:
+    """The ``intensity`` mode a trained model records (models without one: window -> ct, else zscore)."""
+    recorded = model.value("intensity", default=None)
+    if recorded:
+        return str(recorded)
+    return "ct" if model.value("intensity_range", default=None) else "zscore"
 
 
 def points_transform(simulate: bool, target_classes: Sequence[int] | None = None, seed: int = 0, jitter_mm: float = 0.0):

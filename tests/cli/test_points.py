@@ -135,3 +135,10 @@ def test_simulate_multiclass_json(tmp_path):
     points = read_points_json(tmp_path / "pts" / "two.json")
     assert points.num_points == 14 and points.foreground_classes == [1, 2]
     assert sorted(points.classes[~points.foreground].tolist()) == [1] * 6 + [2] * 6
+
+
+def test_simulate_prints_the_points_per_object(cohort):
+    result = run("simulate", "--labels", str(cohort / "labels"), "--out", str(cohort / "points"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if " -> " in line]
+    assert len(lines) == 2 and all(line.endswith("class 1: 7 points") for line in lines), result.output

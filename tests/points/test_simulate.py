@@ -123,3 +123,27 @@ def test_files_errors(tmp_path):
         simulate_point_files(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(InputError, match="Did you mean 'json'"):
         simulate_point_files(tmp_path / "empty", tmp_path / "out", output_format="jsn")
+
+
+def test_border_warning_names_file_and_class_once_per_object(caplog):
+    label = np.zeros((24, 20, 8), np.uint8)
+    label[3:9, 3:9, :] = 5  # spans every slice: no room beyond either z face
+    label[14:20, 10:16, 2:6] = 2  # inside: seven points
+    with caplog.at_level("WARNING", logger="medrefine.points.simulate"):
+        points = simulate_points(label, np.eye(4), source="labels/mr_seg.nii.gz")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["labels/mr_seg.nii.gz: class 5 touches the image border (axis 2 low, axis 2 high): 5 points "
+                        "for it instead of 7, no background point beyond that border"]
+    from medrefine.points import points_per_object
+
+    assert points_per_object(points) == {2: 7, 5: 5}
+
+
+def test_point_files_state_the_points_per_object(tmp_path):
+    label = np.zeros((24, 20, 8), np.uint8)
+    label[3:9, 3:9, :] = 5
+    label[14:20, 10:16, 2:6] = 2
+    path = save_nifti(label, tmp_path / "labels" / "case.nii.gz", affine=np.eye(4))
+    lines: list[str] = []
+    written = simulate_point_files(path, tmp_path / "points", output_format="json", echo=lines.append)
+    assert lines == [f"{path} -> {written[0]}: class 2: 7 points, class 5: 5 points"]

@@ -169,6 +169,7 @@ def test_stage2_crf_and_teacher_flips_come_from_the_config():
     configs = find_bundle("point_supervised_segmentation").path / "configs"
     parser = ConfigParser()
     parser.read_config([configs / "train.json", configs / "stage2.json"])
+    parser.update({"intensity": "zscore"})  # the recipe without reading a cohort
     assert parser.get_parsed_content("stage2_crf") is None and parser["teacher_flips"] == []
     parser = ConfigParser()
     parser.read_config([configs / "train.json", configs / "stage2.json"])
@@ -182,22 +183,28 @@ def test_stage2_crf_and_teacher_flips_come_from_the_config():
     assert isinstance(parser.get_parsed_content("label_refiner"), CRFLabelRefiner)  # refine_labels defaults to true
     parser = ConfigParser()
     parser.read_config([configs / "train.json", configs / "stage2.json"])
-    parser.update({"refine_labels": True, "refine_steps": 7, "refine_radius": 3, "crf_sigma_intensity": 0.05})
+    parser.update({"intensity": "zscore", "refine_labels": True, "refine_steps": 7, "refine_radius": 3, "crf_sigma_intensity": 0.05})
     refiner = parser.get_parsed_content("label_refiner")
     assert isinstance(refiner, CRFLabelRefiner) and refiner.steps == 7 and refiner.unary_weight == 0.05
     assert refiner.crf.radius == (3, 3, 3) and refiner.crf.sigma_intensity == (0.05,)
 
 
 def test_override_files_only_set_keys_the_configs_define():
-    """smoke.json and ct.json must not carry keys the bundle ignores (a misspelt key would be silently dropped)."""
+    """smoke.json must not carry keys the bundle ignores (a misspelt key would be silently dropped); every recipe
+    sets the same keys, each a top-level key that reads it."""
     from medrefine.bundle import find_bundle
 
     configs = find_bundle("point_supervised_segmentation").path / "configs"
     known = set()
     for name in ("train.json", "stage2.json", "evaluate.json", "inference.json"):
         known |= set(json.loads((configs / name).read_text()))
-    for name in ("smoke.json", "ct.json"):
-        extra = set(json.loads((configs / name).read_text())) - known
-        assert not extra, f"{name} sets keys no config defines: {sorted(extra)}"
-    ct = json.loads((configs / "ct.json").read_text())
+    extra = set(json.loads((configs / "smoke.json").read_text())) - known
+    assert not extra, f"smoke.json sets keys no config defines: {sorted(extra)}"
+    train = json.loads((configs / "train.json").read_text())
+    recipes = train["recipes"]
+    assert sorted(recipes) == ["ct", "percentile", "zscore"]
+    for name, recipe in recipes.items():
+        assert set(recipe) == set(recipes["ct"]), name
+        assert all(train[key] == f"$@recipe['{key}']" for key in recipe), name
+    ct = recipes["ct"]
     assert ct["background_threshold"] > ct["threshold"] and ct["smooth_mm"] > 0
