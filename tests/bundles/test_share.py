@@ -31,6 +31,7 @@ from medrefine.errors import InputError
 
 NAME = "multiorgan_ct_segmentation"
 SOURCE = find_bundle(NAME)
+VERSION = json.loads((SOURCE.path / "configs" / "metadata.json").read_text())["version"]
 
 
 def _copy(dest: Path) -> Path:
@@ -100,7 +101,7 @@ def _rewrite(archive: Path, out: Path, change) -> Path:
 
 
 def test_pack_holds_configs_docs_license_models_and_manifest(packed, trained):
-    assert packed.name == f"{NAME}_0.1.0.zip"
+    assert packed.name == f"{NAME}_{VERSION}.zip"
     with zipfile.ZipFile(packed) as archive:
         names = archive.namelist()
         manifest = json.loads(archive.read(f"{NAME}/{MANIFEST_FILE}"))
@@ -111,7 +112,7 @@ def test_pack_holds_configs_docs_license_models_and_manifest(packed, trained):
             "models/model.pt", "models/model.json"} <= set(files)
     assert not [f for f in files if f.startswith(("logs/", "inference", "models/latest_"))], files
     assert files["models/model.pt"]["size"] == (trained / "models" / "model.pt").stat().st_size
-    assert (manifest["name"], manifest["version"]) == (NAME, "0.1.0")
+    assert (manifest["name"], manifest["version"]) == (NAME, VERSION)
 
 
 def test_pack_is_deterministic(packed, trained, tmp_path):
@@ -131,11 +132,11 @@ def test_pack_refuses_no_model_and_a_version_outside_the_changelog(tmp_path):
         assert not [n for n in archive.namelist() if "/models/" in n]
     meta_file = root / "configs" / "metadata.json"
     meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "version": "0.2.0"}))
-    with pytest.raises(InputError, match=r"metadata\.json: expected version '0\.2\.0' to have a changelog entry"):
+    meta_file.write_text(json.dumps({**meta, "version": "9.0.0"}))
+    with pytest.raises(InputError, match=r"metadata\.json: expected version '9\.0\.0' to have a changelog entry"):
         pack_bundle(root, tmp_path, weights=False)
-    meta_file.write_text(json.dumps({**meta, "changelog": {"0.2.0": "newer", **meta["changelog"]}}))
-    with pytest.raises(InputError, match=r"expected version '0\.1\.0' to be the newest in the changelog, found '0\.2\.0'"):
+    meta_file.write_text(json.dumps({**meta, "changelog": {"9.0.0": "newer", **meta["changelog"]}}))
+    with pytest.raises(InputError, match=rf"expected version '{re.escape(VERSION)}' to be the newest in the changelog, found '9\.0\.0'"):
         pack_bundle(root, tmp_path, weights=False)
 
 
