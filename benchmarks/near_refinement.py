@@ -42,6 +42,16 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 REAL_CT = REPO.parent / "shared" / "data" / "totalseg_example"
 WINDOW = (-100.0, 500.0)  # HU window scaled to [0, 1]: contrast-enhanced blood pool vs myocardium vs fat
+BUNDLE_TRAIN = REPO / "bundles" / "annotation_refinement" / "configs" / "train.json"
+
+
+def bundle_recipe() -> dict:
+    """The loss, optimiser and decoder settings of the bundle's train.json: the benchmark measures its defaults."""
+    import json
+
+    cfg = json.loads(BUNDLE_TRAIN.read_text())
+    keys = ("learning_rate", "lambda_dice", "lambda_latent", "class_weight_cap", "hidden_channels", "latent_dim")
+    return {k: cfg[k] for k in keys}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,16 +182,19 @@ def train_near(cases, args, workdir: Path):
     from medrefine.networks import ImplicitRefiner
 
     k = 11 if args.num_classes is None else args.num_classes
+    recipe = bundle_recipe()
     net = ImplicitRefiner(num_cases=len(cases), out_channels=k, grid_sizes=tuple(args.grid_sizes),
-                          grid_channels=tuple(args.grid_channels),
-                         hidden_channels=(256, 256, 128))
+                          grid_channels=tuple(args.grid_channels), latent_dim=recipe["latent_dim"],
+                          hidden_channels=tuple(recipe["hidden_channels"]))
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
-    loss = NeARLoss(k, class_weights=inverse_frequency_weights(labels, k, class_weight_cap=5.0), lambda_dice=1.0, lambda_latent=0.1)
-    from medrefine.engines import default_epochs
+    weights = inverse_frequency_weights(labels, k, class_weight_cap=recipe["class_weight_cap"])
+    from medrefine.engines import default_epochs, default_latent_weight
 
     epochs = args.epochs or default_epochs(len(cases))
+    latent = default_latent_weight(epochs) if recipe["lambda_latent"] is None else float(recipe["lambda_latent"])
+    loss = NeARLoss(k, class_weights=weights, lambda_dice=recipe["lambda_dice"], lambda_latent=latent)
     trainer = create_autodecoder_trainer(
-        net, cases, loss_function=loss, lr=1e-2, max_epochs=epochs, batch_size=args.batch_size,
+        net, cases, loss_function=loss, lr=recipe["learning_rate"], max_epochs=epochs, batch_size=args.batch_size,
         train_resolution=args.train_resolution, num_points=args.num_points, seed=args.seed,
     )
     start = time.perf_counter()

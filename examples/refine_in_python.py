@@ -32,8 +32,8 @@ def main(out: Path) -> None:
 
     network = ImplicitRefiner(num_cases=len(cases), out_channels=11, grid_sizes=(4, 8), grid_channels=(64, 32))
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
-    loss = NeARLoss(11, class_weights=inverse_frequency_weights(labels, 11, class_weight_cap=5.0), lambda_dice=1.0,
-                    lambda_latent=0.1)
+    loss = NeARLoss(11, class_weights=inverse_frequency_weights(labels, 11, class_weight_cap=2.0), lambda_dice=1.0,
+                    lambda_latent=1.0)
     trainer = create_autodecoder_trainer(network, cases, loss_function=loss, lr=1e-2, max_epochs=150,
                                          batch_size=4, train_resolution=24, num_points=4096)
     trainer.run()

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["grid_points", "jittered_grid_points", "sample_volume", "sample_labels", "interpolation_matrix"]
+__all__ = [
+    "boundary_voxels",
+    "grid_points",
+    "interpolation_matrix",
+    "jittered_grid_points",
+    "sample_boundary_points",
+    "sample_labels",
+    "sample_volume",
+]
 
 
 def _positive_ints(name: str, values: Sequence[int], allow_empty: bool = False) -> tuple[int, ...]:
@@ -205,3 +213,70 @@ def interpolation_matrix(points: torch.Tensor, size: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # network
 # ----------------------------------------------------------------------------------------------
+
+
+def boundary_voxels(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices of the boundary voxels of each case: voxels with another class among their 26 neighbours.
+
+    Thin structures are boundary through and through, so drawing part of the training points from
+    this list (:func:`sample_boundary_points`) puts points on them and on every class border, where
+    the decisions are, instead of in the bulk of large organs and background.
+
+    Args:
+        labels: ``(B, D, H, W)`` integer class labels.
+
+    Returns:
+        ``(indices, counts)``: ``indices (B, M)`` int64 flat indices into ``D*H*W`` (each row padded
+        by repeating its first entry; ``M`` the largest count), ``counts (B,)`` the boundary voxels
+        per case (a case with a single class has none).
+    """
+    if labels.dim() != 4:
+        raise ValueError(f"`labels` must be (B, D, H, W), got shape {tuple(labels.shape)}")
+    lab = labels.float().unsqueeze(1)
+    hi = F.max_pool3d(lab, 3, stride=1, padding=1)
+    lo = -F.max_pool3d(-lab, 3, stride=1, padding=1)
+    edge = (hi != lo).flatten(1)  # (B, DHW)
+    counts = edge.sum(1)
+    rows = []
+    width = max(int(counts.max()), 1)
+    for row in edge:
+        flat = torch.nonzero(row).flatten()
+        if flat.numel() == 0:
+            flat = torch.zeros(1, dtype=torch.long)
+        rows.append(torch.cat([flat, flat[:1].expand(width - flat.numel())]))
+    return torch.stack(rows).cpu(), counts.cpu()
+
+
+def sample_boundary_points(
+    indices: torch.Tensor,
+    counts: torch.Tensor,
+    case_idx: torch.Tensor,
+    num_points: int,
+    shape: Sequence[int],
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``num_points`` random points per case on its boundary voxels (see :func:`boundary_voxels`).
+
+    Each point is a boundary voxel's centre shifted by ``U(-0.5, 0.5)`` voxels per axis, so the
+    label looked up at it (:func:`sample_labels`, nearest voxel) is the voxel's own or a
+    neighbour's. A case without boundary voxels gets uniform random points instead.
+
+    Returns:
+        ``(len(case_idx), num_points, 3)`` float32 points in ``[-1, 1]`` (grid_sample order).
+    """
+    d, h, w = (int(n) for n in shape)
+    b = len(case_idx)
+    if num_points <= 0:
+        return torch.zeros(b, 0, 3)
+    cnt = counts[case_idx].clamp(min=1).unsqueeze(1)
+    pick = (torch.rand(b, int(num_points), generator=generator) * cnt).long().clamp(max=indices.shape[1] - 1)
+    flat = indices[case_idx].gather(1, pick)
+    ijk = torch.stack([flat % w, (flat // w) % h, flat // (h * w)], dim=-1).float()  # (x, y, z) voxel coords
+    ijk = ijk + torch.rand(ijk.shape, generator=generator) - 0.5
+    size = torch.tensor([w, h, d], dtype=torch.float32)
+    pts = ijk / (size - 1).clamp(min=1) * 2.0 - 1.0
+    empty = counts[case_idx] == 0
+    if bool(empty.any()):
+        pts[empty] = torch.rand(int(empty.sum()), int(num_points), 3, generator=generator) * 2.0 - 1.0
+    return pts.clamp(-1.0, 1.0)

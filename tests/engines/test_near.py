@@ -185,3 +185,21 @@ def test_default_milestones_scale_with_epochs():
     assert default_milestones(50) == [30, 42]
     assert default_milestones(200) == [120, 170]  # NeAR's recipe
     assert default_milestones(1) == [1]
+
+
+def test_default_latent_weight_scales_down_for_long_runs_and_the_bundle_uses_it():
+    import json
+    from pathlib import Path
+
+    from medrefine.engines import default_epochs, default_latent_weight
+
+    assert default_latent_weight(default_epochs(16)) == 1.0
+    assert default_latent_weight(default_epochs(4)) == 0.5
+    assert default_latent_weight(default_epochs(1)) == 0.125  # the one real CT: 1,600 epochs
+    assert default_latent_weight(100, weight=0.4) == 0.4
+    with pytest.raises(ValueError, match="max_epochs"):
+        default_latent_weight(0)
+    cfg = json.loads((Path(__file__).resolve().parents[2] / "bundles/annotation_refinement/configs/train.json").read_text())
+    assert cfg["lambda_latent"] is None and "default_latent_weight(@max_epochs)" in cfg["latent_weight"]
+    assert cfg["loss"]["lambda_latent"] == "@latent_weight"
+    assert cfg["class_weight_cap"] == 2.0
