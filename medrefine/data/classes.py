@@ -18,7 +18,7 @@ from pathlib import Path
 
 from medrefine.errors import InputError, did_you_mean
 
-__all__ = ["load_classes", "parse_classes", "save_classes", "default_classes"]
+__all__ = ["load_classes", "parse_classes", "save_classes", "default_classes", "find_classes"]
 
 
 def default_classes(num_classes: int) -> dict[int, str]:
@@ -92,3 +92,40 @@ def save_classes(classes: Mapping[int, str], path: str | Path) -> Path:
     with atomic_write(path) as tmp:
         Path(tmp).write_text(text + "\n")
     return path
+
+
+def find_classes(*paths: str | Path) -> tuple[dict[int, str], Path] | None:
+    """The class table of the dataset some files or folders belong to, and where it was found.
+
+    Looks in each path's folder (a file's own folder) and its parent, in order, for a
+    ``classes.json``, then for a ``datalist.json`` with a ``"labels"`` table: ``cohort/labels_noisy``
+    finds ``cohort/classes.json``.
+
+    Args:
+        paths: files or folders of the dataset (labels first: their table wins).
+
+    Returns:
+        ``(table, file)``, or None when no folder holds one.
+
+    Raises:
+        InputError: a ``classes.json`` that cannot be read (naming it).
+    """
+    from medrefine.io import read_json
+
+    seen: set[Path] = set()
+    for path in paths:
+        folder = Path(path).expanduser().resolve()
+        folder = folder if folder.is_dir() else folder.parent
+        for candidate in (folder, folder.parent):
+            if candidate in seen:
+                continue
+            seen.add(candidate)
+            if (candidate / "classes.json").is_file():
+                return load_classes(candidate / "classes.json"), candidate / "classes.json"
+            datalist = candidate / "datalist.json"
+            if datalist.is_file():
+                data = read_json(datalist, what="datalist")
+                labels = data.get("labels") if isinstance(data, Mapping) else None
+                if isinstance(labels, Mapping) and labels:
+                    return parse_classes(labels, source=f"{datalist} 'labels'"), datalist
+    return None

@@ -242,7 +242,7 @@ def _read_datalist(path: Path, key: str | None, problems: _Problems) -> tuple[li
 
 
 def _read_pair_folders(root: Path, problems: _Problems) -> list[dict]:
-    from medrefine.data.datalist import list_cases
+    from medrefine.data.datalist import drop_channel_suffix, list_cases
 
     image_dir, label_dir = next((root / i, root / lab) for i, lab in _PAIR_FOLDERS
                                 if (root / i).is_dir() and (root / lab).is_dir())
@@ -255,7 +255,8 @@ def _read_pair_folders(root: Path, problems: _Problems) -> list[dict]:
                 return {}
             raise
 
-    images, labels = listed(image_dir, "image", True), listed(label_dir, "label", False)
+    labels = listed(label_dir, "label", False)
+    images = drop_channel_suffix(listed(image_dir, "image", True), set(labels))  # nnU-Net's <case>_0000
     if not images and not labels:
         raise InputError(f"{image_dir} and {label_dir} are empty: no cases")
     for cid in sorted(set(images) - set(labels)):

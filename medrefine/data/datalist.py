@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "list_cases",
     "resolve_entry",
     "match_cases",
+    "drop_channel_suffix",
     "datalist_from_folders",
     "write_datalist",
     "read_datalist",
@@ -153,6 +155,9 @@ def list_cases(folder: str | Path, *, what: str = "image", series: bool = False)
 def match_cases(folders: Mapping[str, str | Path]) -> list[dict[str, str]]:
     """Pair the files of several folders by case id.
 
+    Images named the nnU-Net way (``<case>_0000.nii.gz``) pair with ``<case>`` in the other
+    folders (:func:`drop_channel_suffix`).
+
     Args:
         folders: key -> folder, e.g. ``{"image": "imagesTr", "label": "labelsTr"}``. Every folder
             must hold the same case ids.
@@ -162,9 +167,12 @@ def match_cases(folders: Mapping[str, str | Path]) -> list[dict[str, str]]:
 
     Raises:
         InputError: a folder is missing or empty, or some cases are not in every folder; the
-            message lists the unmatched files of each folder.
+            message (one line) lists the unmatched files of each folder.
     """
     listed = {key: list_cases(folder, what=key) for key, folder in folders.items()}
+    if "image" in listed:
+        others = set().union(*(set(v) for k, v in listed.items() if k != "image"))
+        listed["image"] = drop_channel_suffix(listed["image"], others)
     all_ids = set().union(*(set(v) for v in listed.values()))
     problems = []
     for key, cases in listed.items():
@@ -173,8 +181,38 @@ def match_cases(folders: Mapping[str, str | Path]) -> list[dict[str, str]]:
             problems.append(f"case {cid!r} has no {key} in {folders[key]} (found {', '.join(others)})")
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise InputError(f"{len(problems)} unmatched file(s), files are paired by name:\n  " + "\n  ".join(shown))
+        raise InputError(f"{len(problems)} unmatched file(s), files are paired by case name: " + "; ".join(shown))
     return [{"case": cid, **{key: str(listed[key][cid]) for key in listed}} for cid in sorted(all_ids)]
+
+
+#: nnU-Net's channel suffix: ``case_0000.nii.gz`` is channel 0 of case ``case``.
+_CHANNEL_SUFFIX = re.compile(r"_0000$")
+
+
+def drop_channel_suffix(images: Mapping[str, Path], case_ids: set[str]) -> dict[str, Path]:
+    """Key nnU-Net-named images (``<case>_0000``) by their case, where other folders name the case so.
+
+    Only single-channel names are mapped: ``<case>_0000`` becomes ``<case>`` when ``case_ids``
+    holds ``<case>`` and not ``<case>_0000``, and no other image is already called ``<case>``.
+
+    Args:
+        images: case id -> file, from :func:`list_cases`.
+        case_ids: the case ids of the folders the images are paired with (labels, ...).
+
+    Returns:
+        ``{case id: file}`` sorted by case id.
+
+    Example:
+        >>> drop_channel_suffix({"la_003_0000": Path("la_003_0000.nii.gz")}, {"la_003"})
+        {'la_003': PosixPath('la_003_0000.nii.gz')}
+    """
+    out: dict[str, Path] = {}
+    for cid, path in images.items():
+        base = _CHANNEL_SUFFIX.sub("", cid)
+        if base != cid and base in case_ids and cid not in case_ids and base not in images:
+            cid = base
+        out[cid] = path
+    return dict(sorted(out.items()))
 
 
 def datalist_from_folders(
