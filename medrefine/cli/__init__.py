@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "bundle": "medrefine.cli.share:bundle",
     "run": "medrefine.cli.bundles:run",
     "demo": "medrefine.cli.demo:demo",
+    "datalist": "medrefine.cli.datalist:datalist",
+    "refine": "medrefine.cli.refine:refine",
 }
 
 
@@ -67,6 +69,7 @@ def cli(verbose: int) -> None:
     \b
     Typical session:
       medrefine phantom cardiac --cases 8 --size 64 --noise moderate --out cohort
+      medrefine refine -i cohort/images -l cohort/labels_noisy --ref cohort/labels -o refined
       medrefine evaluate --pred cohort/labels_noisy --ref cohort/labels --out metrics.csv
       medrefine report metrics.csv --out report
       medrefine bundles
