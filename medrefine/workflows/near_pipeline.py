@@ -280,6 +280,7 @@ def run_refine(
 
     out.mkdir(parents=True, exist_ok=True)
     fit: dict[str, Any] = {}
+    phases = {"planned": time.perf_counter() - start}
     if network is None:
         monai.utils.set_determinism(seed=int(recipe.get("seed", 0)))
         trainer = build_trainer(cases, recipe, num_classes=num_classes, epochs=plan.epochs, device=device,
@@ -291,6 +292,7 @@ def run_refine(
                                  "jitter": recipe.get("jitter", 0.5), "epochs": plan.epochs})
         network, model = near.load_model(out / "model", device=device)
         mode = "transductive"
+        phases["trained"] = time.perf_counter() - start
     else:
         mode = "inductive"
         fit = {"fit_steps": int(recipe.get("fit_steps", 60)), "fit_lr": float(recipe.get("fit_lr", 0.03)),
@@ -299,8 +301,11 @@ def run_refine(
     with _quiet():
         written = near.refine_cases(network, cases, out, refine_mode=mode, model=model, device=device,
                                     chunk_size=int(recipe.get("chunk_size", 2**16)), **fit)
+    phases["refined"] = time.perf_counter() - start
     evaluation = near.evaluate_refinement(cases, out, classes=classes, refined=written,
                                           title="medrefine refine: annotation refinement")
+    phases["scored"] = time.perf_counter() - start
+    logger.info("seconds since the start: %s", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     table = per_case_dice(evaluation["metrics"])
     from medrefine.io import atomic_write
 
@@ -320,6 +325,7 @@ def run_refine(
             "preset": plan.preset, "threads": plan.threads, "device": plan.device,
             "seconds_per_step": plan.seconds_per_step, "seconds_per_case": plan.seconds_per_case,
             "estimated_seconds": plan.estimated_seconds, "seconds": result.seconds,
+            "seconds_since_start": {k: round(v, 2) for k, v in phases.items()},
             "dice_refined_vs_input": result.dice_vs_input, "dice_input_vs_ref": result.dice_before,
             "dice_refined_vs_ref": result.dice_after,
         }, indent=1) + "\n")
