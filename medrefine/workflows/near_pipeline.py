@@ -266,9 +266,8 @@ def run_refine(
         from medrefine.data.classes import default_classes
 
         classes = default_classes(num_classes)
-    pairs = 3 if any(c.get("clean_path") for c in cases) else 1
     plan = make_plan(cases, recipe, num_classes=num_classes, epochs=epochs, preset=preset, device=device,
-                     network=network, model=model, pairs=pairs, seconds_so_far=time.perf_counter() - start)
+                     network=network, model=model, classes=classes, seconds_so_far=time.perf_counter() - start)
     for line in plan.lines():
         echo(line)
     if dry_run:
@@ -324,7 +323,7 @@ def run_refine(
             "cases": plan.num_cases, "cube_edge": plan.cube_edge, "refine_mode": mode, "epochs": plan.epochs,
             "preset": plan.preset, "threads": plan.threads, "device": plan.device,
             "seconds_per_step": plan.seconds_per_step, "seconds_per_case": plan.seconds_per_case,
-            "estimated_seconds": plan.estimated_seconds, "seconds": result.seconds,
+            "seconds_report": plan.seconds_fixed, "estimated_seconds": plan.estimated_seconds, "seconds": result.seconds,
             "seconds_since_start": {k: round(v, 2) for k, v in phases.items()},
             "dice_refined_vs_input": result.dice_vs_input, "dice_input_vs_ref": result.dice_before,
             "dice_refined_vs_ref": result.dice_after,

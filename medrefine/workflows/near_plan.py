@@ -224,24 +224,33 @@ def time_training_steps(trainer: Any, *, steps: int = 3, warmup: int = 1) -> flo
     return (stamps[-1] - stamps[int(warmup) - 1 if warmup else 0]) / (len(stamps) - max(int(warmup), 1))
 
 
-def time_refinement(network: Any, case: Mapping[str, Any], *, refine_mode: str = "transductive", model: Any = None,
-                    trained_cases: Sequence[str] | None = None, fit: Mapping[str, Any] | None = None,
-                    pairs: int = 1, device: Any = None) -> float:
-    """Seconds to refine one case and score it: :func:`~medrefine.workflows.near.refine_cases` on
-    ``case`` into a temporary folder, then ``pairs`` label comparisons
-    (:func:`~medrefine.metrics.evaluate_pairs`) as :func:`~medrefine.workflows.near.evaluate_refinement` makes.
-    """
-    from medrefine.metrics import evaluate_pairs
-    from medrefine.workflows.near import refine_cases
+def time_refinement(network: Any, case: Mapping[str, Any], *, classes: Mapping[int, str] | int,
+                    refine_mode: str = "transductive", model: Any = None, trained_cases: Sequence[str] | None = None,
+                    fit: Mapping[str, Any] | None = None, device: Any = None) -> tuple[float, float]:
+    """Seconds to refine and score one case, and seconds to write the report.
 
-    start = time.perf_counter()
+    Runs what ``medrefine refine`` runs on ``case`` alone, into a temporary folder:
+    :func:`~medrefine.workflows.near.refine_cases` and the scoring of
+    :func:`~medrefine.workflows.near.evaluate_refinement` (timed together: per case), then the
+    report it writes (timed apart: once per run).
+
+    Returns:
+        ``(seconds per case, seconds of the report)``.
+    """
+    from medrefine.reports import write_report
+    from medrefine.workflows.near import evaluate_refinement, refine_cases
+
     with tempfile.TemporaryDirectory(prefix="medrefine-plan-") as tmp, _quiet():
+        start = time.perf_counter()
         written = refine_cases(network, [case], tmp, refine_mode=refine_mode, model=model, trained_cases=trained_cases,
                                device=device, **(fit or {}))
-        if case.get("label_path"):
-            evaluate_pairs([(f"{case['case']}_{i}", written[0]["refined"], str(case["label_path"]))
-                            for i in range(max(1, int(pairs)))])
-    return time.perf_counter() - start
+        scored = evaluate_refinement([case], tmp, classes=classes, refined=written, report=False)
+        per_case = time.perf_counter() - start
+        metrics = scored["metrics"]
+        write_report(metrics.get("refined", metrics["change"]), Path(tmp) / "report", name="refined",
+                     compare={"input": metrics["input"]} if "input" in metrics else None)
+        report = time.perf_counter() - start - per_case
+    return per_case, report
 
 
 @dataclass
@@ -283,7 +292,7 @@ class RefinePlan:
         if self.epochs:
             out.append(f"  training: {self.epochs} epochs ({self.preset}) x {self.steps_per_epoch} steps of "
                        f"{self.batch_size} cases, {points} each; {self.seconds_per_step:.2f} s/step measured")
-        out.append(f"  refining + scoring: {self.seconds_per_case:.1f} s/case measured")
+        out.append(f"  refining + scoring: {self.seconds_per_case:.1f} s/case, report {self.seconds_fixed:.0f} s measured")
         out.append(f"  estimated time: {self.estimated_seconds / 60:.1f} min")
         return out
 
@@ -298,14 +307,14 @@ def make_plan(
     device: Any = "cpu",
     network: Any = None,
     model: Any = None,
-    pairs: int = 1,
+    classes: Mapping[int, str] | None = None,
     seconds_so_far: float = 0.0,
 ) -> RefinePlan:
     """Plan a refinement of ``cases`` and time it on this machine.
 
     Without ``network`` (training, then transductive refinement) a throwaway trainer of the same
     recipe runs 1 + 3 real steps to time one step, and its network refines the first case to time
-    the refinement; with a trained ``network`` and its ``model`` description (inductive
+    the refinement and the report; with a trained ``network`` and its ``model`` description (inductive
     refinement of new cases) only the latter is timed.
 
     Args:
@@ -317,7 +326,7 @@ def make_plan(
         device: the device the run uses.
         network, model: a trained refiner and its description (from
             :func:`~medrefine.workflows.near.load_model`) to reuse instead of training.
-        pairs: label comparisons scored per case (2 without a reference, 3 with one).
+        classes: the class table (default: numbered classes).
         seconds_so_far: time already spent (reading the cases), counted in the estimate.
 
     Returns:
@@ -335,20 +344,20 @@ def make_plan(
         n_epochs = plan_epochs(len(cases), epochs=epochs, preset=preset)
         trainer = build_trainer(cases, recipe, num_classes=num_classes, epochs=n_epochs, device=device)
         per_step = time_training_steps(trainer)
-        per_case = time_refinement(trainer.network, first, trained_cases=[str(c["case"]) for c in cases],
-                                   pairs=pairs, device=device)
+        per_case, report = time_refinement(trainer.network, first, classes=classes or num_classes,
+                                           trained_cases=[str(c["case"]) for c in cases], device=device)
         mode, steps = "transductive", math.ceil(len(cases) / batch)
     else:
         n_epochs, per_step, steps, mode = 0, 0.0, 0, "inductive"
         fit = {"fit_steps": int(recipe.get("fit_steps", 60)), "fit_lr": float(recipe.get("fit_lr", 0.03)),
                "fit_resolution": int(model.value("train_resolution", 64)), "fit_num_points": model.value("num_points")}
-        per_case = time_refinement(network, first, refine_mode="inductive", model=model, fit=fit, pairs=pairs,
-                                   device=device)
+        per_case, report = time_refinement(network, first, classes=classes or num_classes, refine_mode="inductive",
+                                           model=model, fit=fit, device=device)
     return RefinePlan(
         num_cases=len(cases), cube_edge=cube_edge(cases),
         query_resolution=query_resolution(cases, recipe) if network is None else int(model.value("train_resolution", 64)),
         num_points=query_points(cases, recipe) if network is None else model.value("num_points", None), epochs=n_epochs, batch_size=batch, steps_per_epoch=steps,
         threads=threads, device=str(device), refine_mode=mode, preset=preset if epochs is None else f"--epochs {epochs}",
-        seconds_per_step=per_step, seconds_per_case=per_case,
+        seconds_per_step=per_step, seconds_per_case=per_case, seconds_fixed=report,
         seconds_so_far=float(seconds_so_far) + time.perf_counter() - start,
     )  # fmt: skip
