@@ -10,6 +10,7 @@ import pytest
 from medrefine.data.datalist import (
     case_id,
     datalist_from_folders,
+    drop_channel_suffix,
     list_cases,
     load_datalist,
     match_cases,
@@ -151,3 +152,28 @@ def test_load_datalist_string_entries_and_duplicates(tmp_path):
     assert load_datalist(path, "test") == [{"image": str((tmp_path / "a.nii.gz").resolve()), "case": "a"}]
     with pytest.raises(InputError, match=r"case ids must be unique .* \['x'\]"):
         load_datalist(path)
+
+
+def test_drop_channel_suffix_only_where_the_case_is_named_so():
+    images = {"a_0000": Path("a_0000.nii.gz"), "b_0000": Path("b_0000.nii.gz"), "c_0001": Path("c_0001.nii.gz"),
+              "d": Path("d.nii.gz"), "d_0000": Path("d_0000.nii.gz")}
+    out = drop_channel_suffix(images, {"a", "b_0000", "c", "d"})
+    # a: renamed; b: the labels use the full name; c: not channel 0; d: a plain image is already d
+    assert sorted(out) == ["a", "b_0000", "c_0001", "d", "d_0000"]
+    assert out["a"] == Path("a_0000.nii.gz") and out["d"] == Path("d.nii.gz")
+
+
+def test_match_cases_nnunet_image_names(tmp_path):
+    _touch(tmp_path / "imagesTr", "la_003_0000.nii.gz", "la_004_0000.nii.gz")
+    _touch(tmp_path / "labelsTr", "la_003.nii.gz", "la_004.nii.gz")
+    entries = match_cases({"image": tmp_path / "imagesTr", "label": tmp_path / "labelsTr"})
+    assert [e["case"] for e in entries] == ["la_003", "la_004"]
+    assert entries[0]["image"].endswith("la_003_0000.nii.gz")
+
+
+def test_match_cases_message_is_one_line(tmp_path):
+    _touch(tmp_path / "img", "a.nii.gz", "b.nii.gz")
+    _touch(tmp_path / "lab", "a.nii.gz")
+    with pytest.raises(InputError) as info:
+        match_cases({"image": tmp_path / "img", "label": tmp_path / "lab"})
+    assert "\n" not in str(info.value) and "b.nii.gz" in str(info.value)
