@@ -149,7 +149,7 @@ def build_trainer(
     """
     import torch
 
-    from medrefine.engines import create_autodecoder_trainer, default_milestones
+    from medrefine.engines import create_autodecoder_trainer, default_latent_weight, default_milestones
     from medrefine.losses.near import NeARLoss, inverse_frequency_weights
     from medrefine.networks import ImplicitRefiner
 
@@ -161,8 +161,10 @@ def build_trainer(
     )  # fmt: skip
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
     weights = inverse_frequency_weights(labels, int(num_classes), class_weight_cap=recipe.get("class_weight_cap", 5.0))
+    latent = recipe.get("lambda_latent")  # null in train.json: default_latent_weight(epochs), as the config does
+    latent = default_latent_weight(int(epochs)) if latent is None else float(latent)
     loss = NeARLoss(int(num_classes), class_weights=weights, lambda_dice=recipe.get("lambda_dice", 1.0),
-                    lambda_latent=recipe.get("lambda_latent", 0.1))
+                    lambda_latent=latent)
     extra = {"boundary_fraction": recipe["boundary_fraction"]} if recipe.get("boundary_fraction") else {}
     return create_autodecoder_trainer(
         network, cases, loss_function=loss, lr=float(recipe["learning_rate"]), milestones=default_milestones(epochs),
