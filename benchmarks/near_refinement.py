@@ -42,16 +42,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 REAL_CT = REPO.parent / "shared" / "data" / "totalseg_example"
 WINDOW = (-100.0, 500.0)  # HU window scaled to [0, 1]: contrast-enhanced blood pool vs myocardium vs fat
-BUNDLE_TRAIN = REPO / "bundles" / "annotation_refinement" / "configs" / "train.json"
 
 
 def bundle_recipe() -> dict:
     """The loss, optimiser and decoder settings of the bundle's train.json: the benchmark measures its defaults."""
-    import json
+    from medrefine.workflows.near_plan import bundle_recipe as recipe
 
-    cfg = json.loads(BUNDLE_TRAIN.read_text())
-    keys = ("learning_rate", "lambda_dice", "lambda_latent", "class_weight_cap", "hidden_channels", "latent_dim")
-    return {k: cfg[k] for k in keys}
+    return recipe(REPO / "bundles" / "annotation_refinement")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
