@@ -81,7 +81,7 @@ def default_latent_weight(max_epochs: int, *, weight: float = 1.0, reference_epo
     code sees the pull of a ``reference_epochs`` run: ``weight * min(1, reference_epochs /
     max_epochs)``. Measured (``benchmarks/near_refinement.py``): 1.0 is the best of 0.03-8 on 16
     ``own`` phantoms at 200 epochs, while on the one real CT at 1,600 epochs 1.0 flattened the code
-    (mean Dice 0.625 -> 0.584, 16 structures worse) and 0.1-0.3 gave 0.674-0.677.
+    (mean Dice 0.625 -> 0.584, 16 structures worse), 0.1-0.3 gave 0.675-0.677 and 0.125 0.666-0.667.
 
     Example:
         >>> default_latent_weight(200), default_latent_weight(400), default_latent_weight(1600)
@@ -153,6 +153,8 @@ class AutoDecoderTrainer(Trainer):
         train_resolution: query grid edge per case (NeAR: 64 on 128^3 volumes). Defaults to 64.
         jitter: uniform shift of each query point, in grid steps. Defaults to 0.5.
         num_points: random points kept per case and iteration (None = the whole grid).
+        boundary_fraction: share of those points drawn on class borders of the noisy label instead
+            (:func:`~medrefine.networks.query_points.sample_boundary_points`); 0 (default) disables it.
         device: training device; defaults to the network's.
         amp: mixed precision (only on CUDA; ignored with a log message on CPU). Defaults to False.
         inferer: how the decoder is called, ``inferer(latent, network.decode_latent, points,
