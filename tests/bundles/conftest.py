@@ -36,3 +36,13 @@ def torchrun_train(tmp_path) -> Callable[..., Path]:
         return root
 
     return run
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """Three 32^3 cardiac phantoms with noisy labels (datalist.json at the top)."""
+    from medrefine.data.phantoms import make_cardiac_cohort
+
+    out = tmp_path_factory.mktemp("bundle_data") / "cohort"
+    make_cardiac_cohort(out, cases=3, size=32, noise="moderate", seed=3)
+    return out

@@ -28,16 +28,6 @@ RUN_ORDER = ("train", "stage2", "evaluate", "inference")
 
 
 @pytest.fixture(scope="module")
-def tiny_cohort(tmp_path_factory) -> Path:
-    """Three 32^3 cardiac phantoms with noisy labels (datalist.json at the top)."""
-    from medrefine.data.phantoms import make_cardiac_cohort
-
-    out = tmp_path_factory.mktemp("bundle_data") / "cohort"
-    make_cardiac_cohort(out, cases=3, size=32, noise="moderate", seed=3)
-    return out
-
-
-@pytest.fixture(scope="module")
 def tiny_lesions(tmp_path_factory) -> Path:
     """Lesion phantoms of six patients (RRMediCa folders)."""
     from medrefine.data.lesion_phantoms import make_lesion_cohort

@@ -45,12 +45,8 @@ def _infer(root: Path, cohort: Path, output: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> Path:
-    from medrefine.data.phantoms import make_cardiac_cohort
-
-    out = tmp_path_factory.mktemp("share_data") / "cohort"
-    make_cardiac_cohort(out, cases=3, size=32, noise="moderate", seed=3)
-    return out
+def cohort(tiny_cohort) -> Path:
+    return tiny_cohort
 
 
 @pytest.fixture(scope="module")
