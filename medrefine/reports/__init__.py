@@ -8,14 +8,18 @@
   (:mod:`medrefine.reports.plots`, PNG);
 - :func:`overlay_png` (:mod:`medrefine.reports.overlay`): image + label contours, three
   orthogonal slices, several labels side by side;
-- :func:`mesh_html` (:mod:`medrefine.reports.mesh`): plotly marching-cubes surfaces, offline HTML.
+- :func:`mesh_figure`, :func:`mesh_html` (:mod:`medrefine.reports.mesh`): plotly marching-cubes
+  surfaces in scanner coordinates, several labellings as toggleable layers, offline HTML;
+- :func:`worse_table`, :func:`worst_case` (:mod:`medrefine.reports.changes`): structures that
+  vanished or whose Dice dropped, and the case to show in 3D.
 
 matplotlib, plotly and scikit-image are imported inside the functions that draw.
 """
 
 from __future__ import annotations
 
-from medrefine.reports.mesh import label_meshes, mesh_html
+from medrefine.reports.changes import worse_table, worst_case
+from medrefine.reports.mesh import label_meshes, mesh_figure, mesh_html
 from medrefine.reports.overlay import choose_slices, overlay_png
 from medrefine.reports.plots import box_plots, compare_plot, distribution_plots, ranking_chart
 from medrefine.reports.report import write_report
@@ -26,6 +30,9 @@ __all__ = [
     "write_report",
     "overlay_png",
     "mesh_html",
+    "mesh_figure",
+    "worse_table",
+    "worst_case",
     "label_meshes",
     "choose_slices",
     "ranking_chart",

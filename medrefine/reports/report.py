@@ -20,6 +20,7 @@ import pandas as pd
 
 from medrefine.errors import InputError, did_you_mean
 from medrefine.io.volume import Volume
+from medrefine.reports.changes import DICE_TOLERANCE, worse_table, worst_case
 from medrefine.reports.document import Document
 from medrefine.reports.sources import Sources, load_sources, sources_path_for
 from medrefine.reports.tables import (
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_OVERLAY_CASES = 3
 _MARKER = "report.html"
+# metrics file stems that say nothing about the run: the run is then named after its folder
+_GENERIC_STEMS = ("metrics", "metric", "results", "scores", "evaluation")
+_WORSE_ROWS_SHOWN = 50
 
 
 def _safe(name: str) -> str:
@@ -62,7 +66,31 @@ def _write_csv(table: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def _load_case_volumes(src: Sources, case: str, extra: Mapping[str, Sources], run_name: str) -> tuple[Volume | None, list[Volume], list[str]]:
+def run_identity(metrics_path: Path | None, name: str | None) -> tuple[str, str]:
+    """``(run id, run name)`` of a metrics table: what the report calls the run and its labels.
+
+    The run id names the run in the title: the CSV's stem, or its folder's name when the stem is
+    generic (``metrics.csv``, ``metrics_refined.csv``). The run name labels this run's
+    column, overlay panel and 3D layer: ``name``, else the stem without a ``metrics_`` prefix,
+    else the run id. A DataFrame is ``name`` or ``"prediction"``.
+
+    Example:
+        >>> run_identity(Path("runs/2024-05-01_near/metrics_refined.csv"), None)
+        ('2024-05-01_near', 'refined')
+    """
+    if metrics_path is None:
+        return name or "prediction", name or "prediction"
+    stem = metrics_path.stem
+    lowered = stem.lower()
+    prefix = next((g for g in _GENERIC_STEMS if lowered == g or lowered.startswith((g + "_", g + "-"))), None)
+    folder = metrics_path.resolve().parent.name or stem
+    run_id = folder if prefix is not None else stem
+    own = stem[len(prefix) + 1:] if prefix is not None and len(stem) > len(prefix) else ""
+    return run_id, name or own or run_id
+
+
+def _load_case_volumes(src: Sources, case: str, extra: Mapping[str, Sources], run_name: str, *, reference_name: str = "reference",
+                       with_image: bool = True) -> tuple[Volume | None, list[Volume], list[str]]:
     """Load one case's image, reference, compared predictions and prediction, all on the reference grid."""
     from medrefine.errors import GeometryError
     from medrefine.io import check_same_grid, load_image, load_label, resample_to
@@ -84,7 +112,7 @@ def _load_case_volumes(src: Sources, case: str, extra: Mapping[str, Sources], ru
     volumes, titles = [], []
     if ref_path is not None:
         volumes.append(grid)
-        titles.append("reference")
+        titles.append(reference_name)
     for other_name, other in extra.items():
         other_pred = other.cases.get(case, {}).get("pred")
         if other_pred is not None:
@@ -93,7 +121,7 @@ def _load_case_volumes(src: Sources, case: str, extra: Mapping[str, Sources], ru
     if pred_path is not None:
         volumes.append(on_grid(load_label(pred_path), 0) if ref_path is not None else grid)
         titles.append(run_name)
-    image = on_grid(load_image(entry["image"]), 1) if entry.get("image") is not None else None
+    image = on_grid(load_image(entry["image"]), 1) if with_image and entry.get("image") is not None else None
     return image, volumes, titles
 
 
@@ -129,48 +157,58 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
         tmp.rename(out_dir)
 
 
-def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, title: str = "medrefine report",
+def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, title: str | None = None,
                  sources: Mapping | str | Path | None = None, overlay_cases: int | Sequence[str] | None = None,
                  mesh_case: str | None = None, compare: Mapping[str, pd.DataFrame | str | Path] | pd.DataFrame | str | Path | None = None,
-                 name: str | None = None, kept_input: pd.DataFrame | Sequence[Mapping] | None = None) -> Path:
+                 name: str | None = None, kept_input: pd.DataFrame | Sequence[Mapping] | None = None,
+                 reference_name: str = "reference") -> Path:
     """Write ``report.md`` and a self-contained ``report.html`` for a metrics table.
 
-    The report holds: a summary; the structures where the input label was kept (``kept_input``);
+    The report holds: a summary that opens with what got worse (structures that vanished from
+    the result or whose Dice dropped by more than 0.01 against a compared run, per case, or an
+    explicit "nothing got worse"); the structures where the input label was kept (``kept_input``);
+    an interactive 3D view of one case in scanner coordinates (reference, compared runs and this
+    run as toggleable surfaces);
     the per-structure table (mean ± std and median of every metric,
     Dice success rates at 0.5/0.7/0.9, sorted by mean Dice); a ranking chart of mean Dice per
     structure; histograms of every metric; box plots of Dice and HD95 per structure; for each
     run in ``compare`` a before/after table and a paired chart; the per-case table; overlay
     PNGs (image + label contours on three orthogonal slices, reference | compared runs |
-    prediction side by side) of chosen cases; and a link to an interactive 3D mesh page.
+    prediction side by side) of chosen cases. Tables show at most 9 columns; the others open
+    below them, so the page never scrolls sideways.
 
-    Files in ``out_dir``: ``report.md``, ``report.html``, ``per_class.csv``, ``per_case.csv``,
-    ``ranking.png``, ``distributions.png``, ``boxplots.png``, ``compare_<name>.png`` and
-    ``compare_<name>.csv``, ``overlay_<case>.png``, ``mesh_<case>.html``.
+    Files in ``out_dir``: ``report.md``, ``report.html`` (self-contained: PNGs and plotly.js
+    inline, opens offline), ``per_class.csv``, ``per_case.csv``, ``worse.csv`` (when something
+    got worse), ``ranking.png``, ``distributions.png``, ``boxplots.png``, ``compare_<name>.png``
+    and ``compare_<name>.csv``, ``overlay_<case>.png``.
 
     Args:
         metrics: tidy metrics table (DataFrame or CSV path) with columns case, class_id,
             class_name, metric, value.
         out_dir: report folder. Built in a temporary sibling folder and renamed into place; an
             existing folder is replaced only when it is empty or an earlier report.
-        title: report title.
+        title: report title; default ``"<run id> — medrefine report"`` (see :func:`run_identity`).
         sources: mapping or JSON path giving per case the ``pred``, ``ref`` and ``image`` files
             (see :mod:`medrefine.reports.sources`). Default: ``<csv stem>.sources.json`` next to
-            a metrics CSV when it exists. Needed for overlays and the mesh.
+            a metrics CSV when it exists. Needed for overlays and the 3D view.
         overlay_cases: number of cases to draw (best, median, worst by mean Dice for 3; evenly
             spaced ranks otherwise) or a list of case names; default 3 when sources are known,
             0 for none.
-        mesh_case: case whose prediction is meshed into ``mesh_<case>.html`` (plotly, offline).
+        mesh_case: case shown in 3D; default the case whose mean Dice fell most against the
+            first compared run, else the case of lowest mean Dice (among cases with volumes).
         compare: runs to compare against, as a mapping ``name -> DataFrame or CSV path`` (e.g.
             ``{"noisy": "noisy_metrics.csv"}``), or a single DataFrame / CSV path (named after the
             file stem, or ``"other"``). ``metrics`` is the "after" and each compared run a
             "before"; a compared CSV's own ``<stem>.sources.json`` adds its prediction to the
             overlays (reference | noisy | refined).
-        name: name of ``metrics`` in comparisons and overlays (default: the CSV stem, or
-            ``"prediction"``).
+        name: name of ``metrics`` in comparisons, overlays and the 3D view (default: see
+            :func:`run_identity`; never the bare word "metrics").
         kept_input: the structures where a refinement guard kept the input label
             (:func:`medrefine.transforms.guard_refinement`), as rows with ``case``,
             ``class_name`` and ``reason``; listed right after the summary. An empty table says
             the refinement was kept everywhere; None (default) leaves the section out.
+        reference_name: what the sources' ``ref`` volumes are, in the overlays and the 3D view
+            (default ``"reference"``; ``"input"`` when a refinement is scored against its input).
 
     Returns:
         Path of ``report.html``.
@@ -189,7 +227,8 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
     df, absent = drop_absent_classes(load_metrics(metrics))
     if df.empty:
         raise InputError(f"{metrics_path or 'metrics'}: no structure has a finite Dice in any case; nothing to report")
-    run_name = name or (metrics_path.stem if metrics_path else "prediction")
+    run_id, run_name = run_identity(metrics_path, name)
+    title = title or f"{run_id} — medrefine report"
     runs = read_compare(compare)
     kept = _kept_input_rows(kept_input)
     for other_name in runs:
@@ -211,6 +250,9 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
         raise InputError(f"mesh case {mesh_case!r} is not in the sources{' ' + str(src.path) if src.path else ''}."  # type: ignore[union-attr]
                          f"{did_you_mean(str(mesh_case), src.cases)}")  # type: ignore[union-attr]
     chosen = select_cases(df, overlay_cases, available=list(src.cases) if src is not None else None) if wants_overlays else []
+    if mesh_case is None and src is not None:
+        first_before = next(iter(runs.values()))[0] if runs else None
+        mesh_case = worst_case(df, first_before, available=list(src.cases))
     if wants_overlays and not chosen:
         logger.warning("no case of the metrics table is in the sources %s; no overlays", src.path if src else "")  # type: ignore[union-attr]
 
@@ -219,8 +261,8 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a report folder is an ordinary folder
     try:
-        _build(df, tmp, absent=absent, title=title, run_name=run_name, metrics_path=metrics_path, runs=runs, src=src,
-               run_sources=run_sources, chosen=chosen, mesh_case=mesh_case, kept=kept)
+        _build(df, tmp, absent=absent, title=title, run_id=run_id, run_name=run_name, metrics_path=metrics_path, runs=runs,
+               src=src, run_sources=run_sources, chosen=chosen, mesh_case=mesh_case, kept=kept, reference_name=reference_name)
         _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -243,12 +285,12 @@ def _kept_input_rows(kept_input: pd.DataFrame | Sequence[Mapping] | None) -> lis
     return rows
 
 
-def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run_name: str, metrics_path: Path | None,
-           runs: dict[str, tuple[pd.DataFrame, Path | None]], src: Sources | None, run_sources: dict[str, Sources],
-           chosen: list[str], mesh_case: str | None, kept: list[list[str]] | None = None) -> None:
+def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run_id: str, run_name: str,
+           metrics_path: Path | None, runs: dict[str, tuple[pd.DataFrame, Path | None]], src: Sources | None,
+           run_sources: dict[str, Sources], chosen: list[str], mesh_case: str | None, kept: list[list[str]] | None = None,
+           reference_name: str = "reference") -> None:
     from medrefine import __version__
-    from medrefine.reports.mesh import mesh_html
-    from medrefine.reports.overlay import overlay_png, reorient_to_ras
+    from medrefine.reports.overlay import overlay_png
     from medrefine.reports.plots import box_plots, compare_plot, distribution_plots, ranking_chart
 
     classes = dict(zip(df["class_id"], df["class_name"]))
@@ -261,9 +303,13 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
 
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     dice = df[df["metric"] == "dice"]["value"]
-    doc.paragraph(f"Generated by medrefine {__version__} on {stamp} from "
-                  f"{metrics_path.name if metrics_path else 'a metrics table'} ({run_name}).")
+    doc.paragraph(f"Run {run_id}: generated by medrefine {__version__} on {stamp} from "
+                  f"{metrics_path if metrics_path else 'a metrics table'} ({run_name}).")
     doc.heading("Summary")
+    worse = worse_table(df, {n: other for n, (other, _) in runs.items()})
+    warning = _worse_box(doc, worse, df, runs, run_name=run_name, reference_name=reference_name)
+    if len(worse):
+        _write_csv(worse, folder / "worse.csv")
     best = per_class.dropna(subset=["dice_mean"])
     summary = [
         f"{df['case'].nunique()} cases, {df['class_id'].nunique()} structures, metrics: {', '.join(names)}.",
@@ -278,7 +324,7 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
         summary.append(f"Best case: {top['case']} (mean Dice {top['dice_mean']:.3f}); worst case: {low['case']} (mean Dice {low['dice_mean']:.3f}).")
     for other_name, (other, _) in runs.items():
         delta = df[df["metric"] == "dice"]["value"].mean() - other[other["metric"] == "dice"]["value"].mean()
-        summary.append(f"Mean Dice {run_name} vs {other_name}: {delta:+.3f}.")
+        summary.append(f"Mean Dice {run_name} vs {other_name}: {delta:+.3f}" + (f" — but {warning} (see the box above)." if warning else "."))
     doc.bullets(summary)
     if absent:
         doc.paragraph(f"{len(absent)} structure(s) of the class table are in neither the prediction nor the reference of any case "
@@ -300,10 +346,17 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
         else:
             doc.paragraph("The refinement guard kept the refinement for every structure of every case.")
 
+    if mesh_case is not None:
+        _mesh_section(doc, src, mesh_case, per_case, runs, run_sources, run_id=run_id, run_name=run_name,  # type: ignore[arg-type]
+                      reference_name=reference_name, classes=classes)
+    elif src is None:
+        doc.paragraph("No 3D view: the report was built from a metrics table without its sources (pass --sources "
+                      "metrics.sources.json, written by medrefine evaluate).", note=True)
+
     doc.heading("Per-structure metrics")
     header, rows = format_table(per_class, kind="per_class")
     doc.table(header, rows, caption="Mean ± std and median over cases; success rate = share of cases with Dice at or above "
-                                    "the threshold. Sorted by mean Dice. Also in per_class.csv.")
+                                    "the threshold. Sorted by mean Dice. Also in per_class.csv.", key=_key_columns(header))
     _write_csv(per_class, folder / "per_class.csv")
 
     doc.heading("Structure ranking")
@@ -317,7 +370,7 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
         doc.heading(f"Comparison: {other_name} → {run_name}")
         table = compare_table(df, other, name=run_name, other_name=other_name)
         header, rows = format_table(table, kind="compare")
-        doc.table(header, rows, caption=f"Per-structure means of {other_name} (before) and {run_name} (after), difference after − before; "
+        doc.table(header, rows, key=_key_columns(header), caption=f"Per-structure means of {other_name} (before) and {run_name} (after), difference after − before; "
                                         f"improved cases = paired cases whose Dice rose. Sorted by the Dice difference. Also in compare_{_safe(other_name)}.csv.")
         _write_csv(table, folder / f"compare_{_safe(other_name)}.csv")
         doc.image(compare_plot(df, other, folder / f"compare_{_safe(other_name)}.png", name=run_name, other_name=other_name),
@@ -348,20 +401,6 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
             png = overlay_png(image, labels, folder / f"overlay_{_safe(case)}.png", titles=titles, classes=classes, title=caption)
             doc.image(png, caption)
 
-    if mesh_case is not None:
-        from medrefine.io import load_label
-
-        doc.heading("3D surfaces")
-        pred = src.cases[mesh_case].get("pred") or src.cases[mesh_case].get("ref")  # type: ignore[union-attr]
-        if pred is None:
-            raise InputError(f"mesh case {mesh_case!r}: the sources give no pred or ref file")
-        vol = load_label(pred)
-        array, spacing = reorient_to_ras(np.asarray(vol.array), vol.affine, vol.spacing)
-        out = mesh_html(array, folder / f"mesh_{_safe(mesh_case)}.html", spacing=spacing, classes=classes,
-                        title=f"{title}: {mesh_case} ({run_name})")
-        doc.link(out.name, f"Interactive 3D surfaces of {mesh_case} ({run_name})",
-                 "marching cubes per structure; opens offline in a browser (drag to rotate, click the legend to hide structures).")
-
     doc.heading("Inputs")
     inputs = [f"metrics: {metrics_path if metrics_path else 'DataFrame'} ({len(df)} rows)"]
     if src is not None:
@@ -372,3 +411,66 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
 
     _write_text(folder / "report.md", doc.markdown())
     _write_text(folder / "report.html", doc.html(generator=f"medrefine {__version__}"))
+
+
+def _key_columns(header: list[str]) -> list[int]:
+    """Columns a wide per-structure table shows first: ids, Dice, HD95, success rates, improved cases."""
+    key = [n for n, h in enumerate(header) if n < 3 and h in ("#", "structure", "n")]
+    key += [n for n, h in enumerate(header) if n not in key and not h.startswith("hd95 median")
+            and (h.lower().startswith(("dice", "hd95", "δ dice", "δ hd95")) or h.startswith("improved"))]
+    return key
+
+
+def _worse_box(doc: Document, worse: pd.DataFrame, df: pd.DataFrame, runs: Mapping, *, run_name: str, reference_name: str) -> str:
+    """The first block of the summary: what got worse (red) or that nothing did (green); returns a short warning or ""."""
+    vanished, dropped = int((worse["change"] == "vanished").sum()), int((worse["change"] == "dropped").sum())
+    if worse.empty:
+        against = " and ".join([f"the {reference_name}"] * ("status" in df.columns) + [f"{n}" for n in runs])
+        if not against:
+            doc.alert("What got worse: cannot tell", "There is no compared run and no status column, so drops and vanished "
+                      "structures cannot be measured.", good=True, anchor="what-got-worse")
+        else:
+            doc.alert("Nothing got worse", f"No structure vanished from {run_name} and no Dice dropped by more than "
+                      f"{DICE_TOLERANCE:g} against {against}, in any case.", good=True, anchor="what-got-worse")
+        return ""
+    parts = [f"{vanished} structure(s) vanished"] * bool(vanished) + [f"{dropped} dropped by more than {DICE_TOLERANCE:g} Dice"] * bool(dropped)
+    warning = " and ".join(parts) + f" in {worse['case'].nunique()} case(s)"
+    rows, marked = [], []
+    for n, r in enumerate(worse.head(_WORSE_ROWS_SHOWN).itertuples()):
+        before = f"{r.dice_before:.3f} ({r.compared_to})" if np.isfinite(r.dice_before) else f"present in {reference_name}"
+        what = (f"VANISHED: in the {reference_name}, absent from {run_name}" if r.change == "vanished" else "Dice dropped")
+        rows.append([str(r.case), f"{r.class_id} {r.class_name}", what, f"{before} → {r.dice_after:.3f}"])
+        if r.change == "vanished":
+            marked.append(n)
+    more = f" The first {_WORSE_ROWS_SHOWN} are shown; all {len(worse)} are in worse.csv." if len(worse) > _WORSE_ROWS_SHOWN else " Also in worse.csv."
+    doc.alert(f"What got worse: {warning}", "These count in every mean below; a positive mean change can hide them." + more,
+              header=["case", "structure", "change", "Dice before → after"], rows=rows, marked=marked, anchor="what-got-worse")
+    return warning
+
+
+def _mesh_section(doc: Document, src: Sources, case: str, per_case: pd.DataFrame, runs: Mapping, run_sources: dict[str, Sources], *,
+                  run_id: str, run_name: str, reference_name: str, classes: Mapping[int, str]) -> None:
+    """The 3D view of ``case``: reference, compared runs and this run as layers in scanner coordinates."""
+    from medrefine.reports.mesh import mesh_figure
+
+    doc.heading(f"3D surfaces: {case}")
+    dice_of = dict(zip(per_case["case"], per_case["dice_mean"]))
+    try:
+        _, volumes, titles = _load_case_volumes(src, case, run_sources, run_name, reference_name=reference_name, with_image=False)
+        layers = dict(zip(titles, volumes))
+        hidden = titles[1:-1] if len(titles) >= 3 else []
+        fig = mesh_figure(layers, classes=classes, hidden=hidden, title=f"{case} — {run_id}: {' vs '.join(titles[::-1])}")
+    except (InputError, OSError, ValueError) as err:
+        logger.warning("3D view of %s skipped: %s", case, err)
+        doc.paragraph(f"3D view of {case} skipped: {err}", note=True)
+        return
+    fig.update_layout(height=640)
+    figure = fig.to_html(full_html=False, include_plotlyjs=False, div_id="mesh3d", default_height="640px",
+                         config={"responsive": True, "displaylogo": False})
+    why = (f"the case whose mean Dice fell most against {next(iter(runs))}" if runs else "the case of lowest mean Dice")
+    doc.paragraph(f"{case} (mean Dice {dice_of.get(case, float('nan')):.3f}), {why} unless chosen with --mesh-case. "
+                  f"Scanner coordinates in mm (RAS+: x to the patient's right, y anterior, z superior). "
+                  f"{titles[-1]} is opaque, {', '.join(titles[:-1]) or 'nothing else'} translucent; click a legend entry "
+                  "to hide a surface, use the buttons to switch layers, drag to rotate.")
+    doc.plotly(f'<div class="plot3d">{figure}</div>',
+               f"[Interactive 3D surfaces of {case}: {', '.join(titles)}](report.html#mesh3d) (in report.html).")

@@ -72,9 +72,21 @@ def test_sources_found_next_to_csv_and_compare(tmp_path, run):
                  "--overlay-cases", "2", "--mesh-case", "case_a")
     assert result.exit_code == 0, result.output
     names = {p.name for p in (tmp_path / "rep").iterdir()}
-    assert {"overlay_case_c.png", "overlay_case_a.png", "mesh_case_a.html", "compare_noisy.png"} <= names
+    assert {"overlay_case_c.png", "overlay_case_a.png", "compare_noisy.png"} <= names
     assert "overlay_case_b.png" not in names
-    assert "Comparison: noisy → refined" in (tmp_path / "rep" / "report.md").read_text()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Comparison: noisy → refined" in md and "## 3D surfaces: case_a" in md
+    assert 'id="mesh3d"' in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_run_named_after_its_folder_not_metrics(tmp_path, run):
+    (tmp_path / "run_07").mkdir()
+    write_metrics(tmp_path / "run_07" / "metrics.csv")
+    result = run("report", "run_07/metrics.csv", "--out", "rep")
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "<title>run_07 — medrefine report</title>" in page
+    assert "(metrics)" not in page and "Run run_07:" in page
 
 
 @pytest.mark.parametrize(
@@ -96,5 +108,5 @@ def test_argument_errors(tmp_path, run, args, message):
 def test_help_lists_options(run):
     result = run("report", "--help")
     assert result.exit_code == 0
-    for option in ("--out", "--sources", "--title", "--overlay-cases", "--mesh-case", "--compare", "--compare-name"):
+    for option in ("--out", "--sources", "--title", "--overlay-cases", "--mesh-case", "--reference-name", "--compare", "--compare-name"):
         assert option in result.output

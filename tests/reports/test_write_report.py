@@ -55,7 +55,7 @@ def test_report_from_dataframe(tmp_path, metrics):
     assert md.index("| liver |") < md.index("| kidney |") < md.index("| aorta |")
     for png in ("ranking.png", "distributions.png", "boxplots.png"):
         assert f"]({png})" in md and (tmp_path / "rep" / png).is_file()
-    assert page.count("data:image/png;base64,") == 3
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', page)) == 3
     assert "<title>Test &lt;run&gt;</title>" in page  # escaped
     assert not re.search(r"<(img|script|link)[^>]+(src|href)=\"http", page)  # self-contained
     assert (tmp_path / "rep" / "per_class.csv").is_file()
@@ -67,15 +67,16 @@ def test_report_with_sources_compare_overlays_and_mesh(cohort):
     write_report(cohort / "refined.csv", out, compare={"noisy": cohort / "noisy.csv"}, mesh_case="case_b", name="refined")
     md = (out / "report.md").read_text()
     names = sorted(p.name for p in out.iterdir())
-    assert {"overlay_case_a.png", "overlay_case_b.png", "overlay_case_c.png", "mesh_case_b.html",
+    assert {"overlay_case_a.png", "overlay_case_b.png", "overlay_case_c.png",
             "compare_noisy.png", "compare_noisy.csv"} <= set(names)
+    assert not [n for n in names if n.startswith("mesh_")]  # the 3D view lives in report.html
     assert "## Comparison: noisy → refined" in md
     # liver: noisy 0.800 -> refined 0.900, +0.100, improved in 3 of 3 cases
     assert "| 1 | liver | 0.800 | 0.900 | +0.100 |" in md and "| 3/3 |" in md
-    assert "(mesh_case_b.html)" in md
+    assert "## 3D surfaces: case_b" in md and "(report.html#mesh3d)" in md
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 + 1 + 3  # charts, compare chart, overlays
-    assert 'href="mesh_case_b.html"' in page
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', page)) == 3 + 1 + 3  # charts, compare chart, overlays
+    assert page.count('id="mesh3d"') == 1 and page.count("Plotly.newPlot(") == 1
     assert "case_c: mean Dice" in md and "(best)" in md and "(worst)" in md
 
 
