@@ -166,3 +166,162 @@ def test_no_fallback_and_no_guard_are_told_apart(tmp_path, metrics):
     with pytest.raises(InputError, match="`kept_input` rows need case, class_name and reason; a row lacks reason"):
         write_report(metrics, tmp_path / "bad", kept_input=[{"case": "case_a", "class_name": "liver"}])
     assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------- the HTML page, parsed
+# a permuted, mirrored, anisotropic voxel-to-world matrix: x = -2 j + 10, y = 1.5 k - 20, z = 3 i + 5
+TILTED = np.array([[0.0, -2.0, 0.0, 10.0], [0.0, 0.0, 1.5, -20.0], [3.0, 0.0, 0.0, 5.0], [0.0, 0.0, 0.0, 1.0]])
+_VOID = {"meta", "img", "br", "hr", "input", "link"}
+
+
+class Node:
+    def __init__(self, tag: str, attrs: dict, parent: "Node | None"):
+        self.tag, self.attrs, self.parent, self.children, self.text = tag, attrs, parent, [], ""
+
+    def find_all(self, tag: str, cls: str | None = None) -> list["Node"]:
+        found = [c for c in self.children if c.tag == tag and (cls is None or cls in c.attrs.get("class", "").split())]
+        return found + [n for c in self.children for n in c.find_all(tag, cls)]
+
+    def all_text(self) -> str:
+        return self.text + "".join(c.all_text() for c in self.children)
+
+
+def parse_html(page: str) -> Node:
+    """A small element tree of a well-formed page (stdlib html.parser)."""
+    from html.parser import HTMLParser
+
+    root = Node("root", {}, None)
+
+    class Parser(HTMLParser):
+        current = root
+
+        def handle_starttag(self, tag, attrs):
+            node = Node(tag, dict(attrs), self.current)
+            self.current.children.append(node)
+            if tag not in _VOID:
+                self.current = node
+
+        def handle_endtag(self, tag):
+            node = self.current
+            while node.tag != tag and node.parent is not None:
+                node = node.parent
+            assert node.tag == tag, f"unbalanced </{tag}>"
+            self.current = node.parent
+
+        def handle_data(self, data):
+            self.current.text += data
+
+    Parser().feed(page)
+    return root
+
+
+def plotly_payload(script: str) -> tuple[list, dict]:
+    decoder = json.JSONDecoder()
+    start = script.index("[", script.index("Plotly.newPlot("))
+    traces, end = decoder.raw_decode(script[start:])
+    layout, _ = decoder.raw_decode(script[start + end:].lstrip(" ,\n"))
+    return traces, layout
+
+
+def decoded(field) -> np.ndarray:
+    import base64
+
+    if isinstance(field, dict):
+        return np.frombuffer(base64.b64decode(field["bdata"]), dtype=np.dtype(field["dtype"]))
+    return np.asarray(field, dtype=float)
+
+
+@pytest.fixture
+def erased(tmp_path, blobs, metrics):
+    """case_b's refinement erased the aorta (Dice 0.85 -> 0, status absent_pred), yet the mean Dice rises."""
+    blob_label, _ = blobs
+    sources = {"classes": {"1": "liver", "2": "kidney", "3": "aorta"}, "cases": {}}
+    input_sources = {"classes": sources["classes"], "cases": {}}
+    for case in ("case_a", "case_b", "case_c"):
+        pred = blob_label()
+        if case == "case_b":
+            pred[pred == 3] = 0
+        save_nifti(blob_label(), tmp_path / f"ref_{case}.nii.gz", affine=TILTED)
+        save_nifti(pred, tmp_path / f"pred_{case}.nii.gz", affine=TILTED)
+        save_nifti(blob_label(shift=1), tmp_path / f"input_{case}.nii.gz", affine=TILTED)
+        sources["cases"][case] = {"pred": f"pred_{case}.nii.gz", "ref": f"ref_{case}.nii.gz", "image": None}
+        input_sources["cases"][case] = {"pred": f"input_{case}.nii.gz", "ref": f"ref_{case}.nii.gz", "image": None}
+    after = metrics.assign(status="present")
+    before = after.assign(value=np.where(after["metric"] == "dice", after["value"] - 0.2, after["value"]))
+    gone = (after["case"] == "case_b") & (after["class_name"] == "aorta")
+    after.loc[gone & (after["metric"] == "dice"), "value"] = 0.0
+    after.loc[gone, "status"] = "absent_pred"
+    before.loc[gone & (before["metric"] == "dice"), "value"] = 0.85
+    run = tmp_path / "run_2024_near"
+    run.mkdir()
+    after.to_csv(run / "metrics_refined.csv", index=False)
+    before.to_csv(run / "metrics_input.csv", index=False)
+    for name, src in (("metrics_refined", sources), ("metrics_input", input_sources)):
+        for entry in src["cases"].values():
+            entry.update({k: f"../{v}" for k, v in entry.items() if v})
+        (run / f"{name}.sources.json").write_text(json.dumps(src))
+    assert after[after["metric"] == "dice"]["value"].mean() > before[before["metric"] == "dice"]["value"].mean()
+    return run
+
+
+def test_report_html_parsed(erased):
+    html_path = write_report(erased / "metrics_refined.csv", erased / "report", compare={"input": erased / "metrics_input.csv"})
+    page = html_path.read_text()
+    tree = parse_html(page)
+    main, = tree.find_all("main")
+
+    # run named from its folder and the CSV stem, never "metrics"
+    assert main.find_all("h1")[0].all_text() == "run_2024_near — medrefine report"
+    assert "(metrics)" not in page and "Mean Dice refined vs input: +" in page
+
+    # the first element after the Summary heading is the red what-got-worse box naming the erased aorta
+    blocks = [c for c in main.children if c.tag not in ("nav",)]
+    summary = next(n for n, c in enumerate(blocks) if c.tag == "h2" and c.all_text() == "Summary")
+    box = blocks[summary + 1]
+    assert box.tag == "section" and box.attrs["class"].split() == ["alert", "bad"] and box.attrs["id"] == "what-got-worse"
+    rows = [[td.all_text() for td in tr.find_all("td")] for tr in box.find_all("tr", "vanished")]
+    assert rows == [["case_b", "3 aorta", "VANISHED: in the reference, absent from refined", "0.850 (input) → 0.000"]]
+    assert "but 1 structure(s) vanished" in blocks[summary + 2].all_text()  # the mean's bullet points at the box
+
+    # the 3D view: the worst case by Dice change, scanner coordinates, orientation labels, three layers
+    assert [h.all_text() for h in main.find_all("h2") if h.all_text().startswith("3D")] == ["3D surfaces: case_b"]
+    plot, = main.find_all("div", "plot3d")
+    assert plot.find_all("div", "plotly-graph-div")[0].attrs["id"] == "mesh3d"
+    traces, layout = plotly_payload(plot.find_all("script")[0].text)
+    assert [(t["legendgroup"], t["name"]) for t in traces] == [
+        ("reference", "1 liver"), ("reference", "2 kidney"), ("reference", "3 aorta"),
+        ("input", "1 liver"), ("input", "2 kidney"), ("input", "3 aorta"), ("refined", "1 liver"), ("refined", "2 kidney")]
+    assert [t["opacity"] for t in traces] == [0.3] * 3 + [0.5] * 3 + [1.0] * 2
+    assert [t["visible"] for t in traces] == [True] * 3 + ["legendonly"] * 3 + [True] * 2
+    assert [layout["scene"][f"{a}axis"]["title"]["text"] for a in "xyz"] == ["x (mm)  L → R", "y (mm)  P → A", "z (mm)  I → S"]
+    # reference aorta: voxels i 8..11, j 16..20, k 1..10; iso-surface half a voxel out, mapped by TILTED
+    x, y, z = (decoded(traces[2][a]) for a in "xyz")
+    np.testing.assert_allclose([x.min(), x.max()], [10 - 2 * 20.5, 10 - 2 * 15.5], atol=1e-4)
+    np.testing.assert_allclose([y.min(), y.max()], [1.5 * 0.5 - 20, 1.5 * 10.5 - 20], atol=1e-4)
+    np.testing.assert_allclose([z.min(), z.max()], [3 * 7.5 + 5, 3 * 11.5 + 5], atol=1e-4)
+    assert page.count("Plotly.newPlot(") == 1 and page.count("<script type=\"text/javascript\">") == 1
+    assert not re.search(r"<script[^>]+src=", page)  # plotly.js inline, once: no CDN, opens offline
+
+    # no sideways scrolling: every table responsive and at most 9 columns; the wide tables are split
+    css = tree.find_all("style")[0].text
+    assert re.search(r"table\.responsive\{[^}]*width:100%;max-width:100%", css)
+    assert re.search(r"main\{max-width:1200px", css)
+    tables = main.find_all("table")
+    assert tables and all(t.attrs.get("class") == "responsive" for t in tables)
+    widths = [len(t.find_all("th")) for t in tables]
+    assert max(widths) <= 9
+    per_structure = [t for t in tables if [th.all_text() for th in t.find_all("th")][:3] == ["#", "structure", "n"]][0]
+    assert [th.all_text() for th in per_structure.find_all("th")] == [
+        "#", "structure", "n", "dice mean ± std", "dice median", "hd95 (mm) mean ± std", "Dice ≥ 0.5", "Dice ≥ 0.7", "Dice ≥ 0.9"]
+    more = main.find_all("details", "more")
+    assert more and "hd95 median" in more[0].find_all("summary")[0].all_text()
+    assert (erased / "report" / "worse.csv").is_file()
+
+
+def test_nothing_got_worse_is_said(cohort):
+    write_report(cohort / "refined.csv", cohort / "rep", compare={"noisy": cohort / "noisy.csv"}, overlay_cases=0)
+    tree = parse_html((cohort / "rep" / "report.html").read_text())
+    box, = tree.find_all("section", "alert")
+    assert box.attrs["class"] == "alert good"
+    assert box.all_text().startswith("Nothing got worse") and "against noisy" in box.all_text()
+    assert not (cohort / "rep" / "worse.csv").exists()
