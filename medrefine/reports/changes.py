@@ -134,7 +134,8 @@ def worse_table(metrics: pd.DataFrame, before: Mapping[str, pd.DataFrame] | None
 
 
 def worst_case(metrics: pd.DataFrame, before: pd.DataFrame | None = None, *, available: Sequence[str] | None = None) -> str | None:
-    """The case to show in 3D: the largest mean Dice loss against ``before``, else the lowest mean Dice.
+    """The case to show in 3D: most structures vanished, then the lowest mean Dice change against
+    ``before`` (the largest loss), else the lowest mean Dice.
 
     Args:
         metrics: tidy metrics of the result.
@@ -157,4 +158,9 @@ def worst_case(metrics: pd.DataFrame, before: pd.DataFrame | None = None, *, ava
         score = score[score.index.isin(set(map(str, available)))]
     if score.empty:
         return None
-    return str(score.sort_index().idxmin())
+    vanished = pd.Series(0, index=score.index)
+    if "status" in metrics.columns:
+        rows = metrics[(metrics["metric"] == "dice") & (metrics["status"] == "absent_pred")]
+        vanished = rows.groupby("case")["class_id"].nunique().reindex(score.index).fillna(0)
+    ranked = pd.DataFrame({"vanished": -vanished, "score": score}).sort_index(kind="stable")
+    return str(ranked.sort_values(["vanished", "score"], kind="stable").index[0])

@@ -44,6 +44,7 @@ details.more summary{cursor:pointer;color:#4c72b0}
 .alert.good{border-color:#2e7d32;background:#edf7ed}
 .alert.good h3{color:#1b5e20}
 .alert .tablewrap{background:#fff}
+.alert td,.alert th{text-align:left;white-space:normal}
 tr.vanished td{color:#b71c1c;font-weight:bold}
 .plot3d{width:100%;height:640px;border:1px solid #ddd}
 tr:hover td{background:#f7f9fc}

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 _FULL_RES_VOXELS = 96**3
 # above this many voxels in all the bounding boxes of a figure, every structure steps coarser
 _FIGURE_VOXELS = 3 * 96**3
+# above this many triangles in a figure (about 16 bytes each in the page), it is meshed again coarser
+_MAX_FACES = 150_000
 # where each axis of a space points: (negative end, positive end)
 _DIRECTIONS = {"RAS": (("L", "R"), ("P", "A"), ("I", "S")), "LPS": (("R", "L"), ("A", "P"), ("I", "S"))}
 
@@ -164,7 +166,9 @@ def mesh_figure(layers: Mapping[str, object], *, affine: np.ndarray | None = Non
         opacity: layer name -> opacity in (0, 1]; default 1 for the last layer, 0.3 for the
             first of several, 0.5 between.
         hidden: layers shown only as (greyed) legend entries at first.
-        step_size: marching-cubes step; default automatic, coarser for large figures (HTML size).
+        step_size: marching-cubes step; default automatic: coarser for structures over 96^3
+            voxels, for figures over 3 x 96^3 voxels of bounding boxes, and until the figure has at
+            most 150,000 triangles (about 2.4 MB of page).
         title: figure title.
 
     Returns:
@@ -200,7 +204,14 @@ def mesh_figure(layers: Mapping[str, object], *, affine: np.ndarray | None = Non
 
     voxels = sum(int(np.prod(hi - lo + 2)) for a in arrays.values() for lo, hi in _boxes(a).values())
     min_step = _auto_step(voxels, _FIGURE_VOXELS)
-    meshes = {n: label_meshes(a, affine=matrix, step_size=step_size, min_step=min_step) for n, a in arrays.items()}
+    while True:
+        meshes = {n: label_meshes(a, affine=matrix, step_size=step_size, min_step=min_step) for n, a in arrays.items()}
+        faces = sum(len(f) for m in meshes.values() for _, f in m.values())
+        if faces <= _MAX_FACES or step_size is not None or min_step >= 16:
+            break
+        # triangles fall with the square of the step
+        min_step = max(min_step + 1, int(np.ceil(min_step * np.sqrt(faces / _MAX_FACES))))
+        logger.info("%d triangles exceed %d; meshing again with step %d", faces, _MAX_FACES, min_step)
     if not any(meshes.values()):
         values = np.unique(np.concatenate([np.unique(a) for a in arrays.values()]))
         raise ValueError(f"`label` holds no structure to mesh (values {values[:10].tolist()})")
@@ -211,6 +222,7 @@ def mesh_figure(layers: Mapping[str, object], *, affine: np.ndarray | None = Non
     for layer_name, per_class in meshes.items():
         for c, (verts, faces) in per_class.items():
             structure = f"{c} {labels.get(c, f'class_{c}')}"
+            faces = faces.astype(np.uint16) if len(verts) <= np.iinfo(np.uint16).max else faces  # half the bytes
             traces.append(go.Mesh3d(
                 x=verts[:, 0], y=verts[:, 1], z=verts[:, 2], i=faces[:, 0], j=faces[:, 1], k=faces[:, 2],
                 name=structure, color=to_hex(colors[c]), opacity=opacity[layer_name], showlegend=True,
@@ -223,15 +235,15 @@ def mesh_figure(layers: Mapping[str, object], *, affine: np.ndarray | None = Non
     fig = go.Figure(traces)
     titles = axis_titles(space)
     fig.update_layout(
-        title=title or "3D surfaces",
+        title=dict(text=title or "3D surfaces", y=0.99, yanchor="top", x=0.01, xanchor="left"),
         scene=dict(aspectmode="data", xaxis_title=titles[0], yaxis_title=titles[1], zaxis_title=titles[2],
                    annotations=_direction_letters(meshes, space), camera=dict(eye=dict(x=0.6, y=1.8, z=0.6))),
         legend=dict(itemsizing="constant", groupclick="toggleitem"),
-        margin=dict(l=0, r=0, t=40, b=0),
+        margin=dict(l=0, r=0, t=40 if len(names) < 3 else 80, b=0),
         template="plotly_white",
     )
     if len(names) >= 3:
-        fig.update_layout(updatemenus=[dict(type="buttons", direction="right", x=0.0, xanchor="left", y=1.0, yanchor="bottom",
+        fig.update_layout(updatemenus=[dict(type="buttons", direction="right", x=0.0, xanchor="left", y=1.0, yanchor="bottom", pad=dict(b=4),
                                             buttons=_layer_buttons(names, owner))])
     return fig
 

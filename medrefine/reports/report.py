@@ -250,6 +250,7 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
         raise InputError(f"mesh case {mesh_case!r} is not in the sources{' ' + str(src.path) if src.path else ''}."  # type: ignore[union-attr]
                          f"{did_you_mean(str(mesh_case), src.cases)}")  # type: ignore[union-attr]
     chosen = select_cases(df, overlay_cases, available=list(src.cases) if src is not None else None) if wants_overlays else []
+    mesh_reason = "chosen with --mesh-case" if mesh_case is not None else None
     if mesh_case is None and src is not None:
         first_before = next(iter(runs.values()))[0] if runs else None
         mesh_case = worst_case(df, first_before, available=list(src.cases))
@@ -262,7 +263,8 @@ def write_report(metrics: pd.DataFrame | str | Path, out_dir: str | Path, *, tit
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a report folder is an ordinary folder
     try:
         _build(df, tmp, absent=absent, title=title, run_id=run_id, run_name=run_name, metrics_path=metrics_path, runs=runs,
-               src=src, run_sources=run_sources, chosen=chosen, mesh_case=mesh_case, kept=kept, reference_name=reference_name)
+               src=src, run_sources=run_sources, chosen=chosen, mesh_case=mesh_case, mesh_reason=mesh_reason, kept=kept,
+               reference_name=reference_name)
         _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -287,8 +289,8 @@ def _kept_input_rows(kept_input: pd.DataFrame | Sequence[Mapping] | None) -> lis
 
 def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run_id: str, run_name: str,
            metrics_path: Path | None, runs: dict[str, tuple[pd.DataFrame, Path | None]], src: Sources | None,
-           run_sources: dict[str, Sources], chosen: list[str], mesh_case: str | None, kept: list[list[str]] | None = None,
-           reference_name: str = "reference") -> None:
+           run_sources: dict[str, Sources], chosen: list[str], mesh_case: str | None, mesh_reason: str | None = None,
+           kept: list[list[str]] | None = None, reference_name: str = "reference") -> None:
     from medrefine import __version__
     from medrefine.reports.overlay import overlay_png
     from medrefine.reports.plots import box_plots, compare_plot, distribution_plots, ranking_chart
@@ -348,7 +350,8 @@ def _build(df: pd.DataFrame, folder: Path, *, absent: list[str], title: str, run
 
     if mesh_case is not None:
         _mesh_section(doc, src, mesh_case, per_case, runs, run_sources, run_id=run_id, run_name=run_name,  # type: ignore[arg-type]
-                      reference_name=reference_name, classes=classes)
+                      reference_name=reference_name, classes=classes,
+                      chosen_because=mesh_reason or _why_this_case(df, runs, worse, mesh_case, reference_name))
     elif src is None:
         doc.paragraph("No 3D view: the report was built from a metrics table without its sources (pass --sources "
                       "metrics.sources.json, written by medrefine evaluate).", note=True)
@@ -449,7 +452,7 @@ def _worse_box(doc: Document, worse: pd.DataFrame, df: pd.DataFrame, runs: Mappi
 
 
 def _mesh_section(doc: Document, src: Sources, case: str, per_case: pd.DataFrame, runs: Mapping, run_sources: dict[str, Sources], *,
-                  run_id: str, run_name: str, reference_name: str, classes: Mapping[int, str]) -> None:
+                  run_id: str, run_name: str, reference_name: str, classes: Mapping[int, str], chosen_because: str) -> None:
     """The 3D view of ``case``: reference, compared runs and this run as layers in scanner coordinates."""
     from medrefine.reports.mesh import mesh_figure
 
@@ -467,10 +470,23 @@ def _mesh_section(doc: Document, src: Sources, case: str, per_case: pd.DataFrame
     fig.update_layout(height=640)
     figure = fig.to_html(full_html=False, include_plotlyjs=False, div_id="mesh3d", default_height="640px",
                          config={"responsive": True, "displaylogo": False})
-    why = (f"the case whose mean Dice fell most against {next(iter(runs))}" if runs else "the case of lowest mean Dice")
-    doc.paragraph(f"{case} (mean Dice {dice_of.get(case, float('nan')):.3f}), {why} unless chosen with --mesh-case. "
+    doc.paragraph(f"{case} (mean Dice {dice_of.get(case, float('nan')):.3f}; {chosen_because}). "
                   f"Scanner coordinates in mm (RAS+: x to the patient's right, y anterior, z superior). "
                   f"{titles[-1]} is opaque, {', '.join(titles[:-1]) or 'nothing else'} translucent; click a legend entry "
                   "to hide a surface, use the buttons to switch layers, drag to rotate.")
     doc.plotly(f'<div class="plot3d">{figure}</div>',
                f"[Interactive 3D surfaces of {case}: {', '.join(titles)}](report.html#mesh3d) (in report.html).")
+
+
+def _why_this_case(df: pd.DataFrame, runs: Mapping, worse: pd.DataFrame, case: str, reference_name: str) -> str:
+    """Why :func:`~medrefine.reports.changes.worst_case` chose ``case``, with its numbers."""
+    gone = worse[(worse["case"] == case) & (worse["change"] == "vanished")]["class_name"].tolist()
+    if gone:
+        return f"chosen because {', '.join(gone)} vanished here (in the {reference_name}, absent from the result)"
+    dice = df[(df["metric"] == "dice") & (df["case"] == case)]
+    if runs:
+        other_name, (other, _) = next(iter(runs.items()))
+        paired = dice.merge(other[(other["metric"] == "dice") & (other["case"] == case)], on=["case", "class_id"]).dropna(subset=["value_x", "value_y"])
+        change = float((paired["value_x"] - paired["value_y"]).mean())
+        return f"chosen as the lowest mean Dice change against {other_name}: {change:+.3f}"
+    return "chosen as the case of lowest mean Dice"

@@ -56,4 +56,7 @@ def test_worst_case_by_change_else_lowest_dice():
     assert worst_case(AFTER, BEFORE) == "b"
     assert worst_case(BEFORE) == "c"  # no compared run: lowest mean Dice (0.500)
     assert worst_case(AFTER, BEFORE, available=["a", "c"]) == "a"
+    # a case where a structure vanished comes first, even when its mean gained most
+    gained = AFTER.assign(status=np.where((AFTER["case"] == "c") & (AFTER["class_id"] == 2), "absent_pred", "present"))
+    assert worst_case(gained, BEFORE) == "c"
     assert worst_case(AFTER, available=["zzz"]) is None

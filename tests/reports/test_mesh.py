@@ -147,3 +147,15 @@ def test_figure_defaults_and_errors():
         mesh_figure({"a": ref}, affine=np.zeros((4, 4)))
     with pytest.raises(ValueError, match="must be one of"):
         axis_titles("RSA")
+
+
+def test_figure_stays_under_the_triangle_budget(monkeypatch):
+    import medrefine.reports.mesh as mesh
+
+    lab = np.zeros((40, 40, 40), np.uint8)
+    lab[5:35, 8:30, 10:34] = 1
+    full = sum(len(t.i) for t in mesh_figure({"a": lab}, spacing=(1, 1, 1)).data)
+    monkeypatch.setattr(mesh, "_MAX_FACES", full // 5)
+    coarse = mesh_figure({"a": lab}, spacing=(1, 1, 1)).data
+    assert 0 < sum(len(t.i) for t in coarse) <= full // 5
+    assert np.asarray(coarse[0].i).dtype == np.uint16  # face indices in 2 bytes when they fit

@@ -285,6 +285,7 @@ def test_report_html_parsed(erased):
 
     # the 3D view: the worst case by Dice change, scanner coordinates, orientation labels, three layers
     assert [h.all_text() for h in main.find_all("h2") if h.all_text().startswith("3D")] == ["3D surfaces: case_b"]
+    assert "chosen because aorta vanished here" in page
     plot, = main.find_all("div", "plot3d")
     assert plot.find_all("div", "plotly-graph-div")[0].attrs["id"] == "mesh3d"
     traces, layout = plotly_payload(plot.find_all("script")[0].text)
