@@ -121,7 +121,7 @@ def evaluate_refinement(
 
         out["report"] = write_report(out["metrics"]["change"], output_dir / "report",
                                      title=f"{title} (refined vs input; no clean reference)", name="refined",
-                                     kept_input=kept)
+                                     kept_input=kept, reference_name="input")
     return out
 
 
