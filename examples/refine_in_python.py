@@ -3,12 +3,12 @@
 The bundle (`medrefine run annotation_refinement ...`) does the same from configs; this script
 shows the library calls underneath, on a small cohort so it finishes in a couple of minutes.
 
-    .venv/bin/python examples/refine_in_python.py [OUT_DIR]
+    .venv/bin/python examples/refine_in_python.py [--out DIR]   # default: a new temporary folder
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from medrefine.workflows.near import (
 )
 
 
-def main(out: Path) -> None:
+def main(out: Path, epochs: int = 150) -> None:
     datalist = make_cardiac_cohort(out / "cohort", cases=4, size=48, noise="moderate", seed=0)
     cases = load_refinement_cases(datalist, size=48, num_classes=11, window=(-100, 500))
 
@@ -34,7 +34,7 @@ def main(out: Path) -> None:
     labels = torch.stack([torch.as_tensor(c["label"]).long() for c in cases])
     loss = NeARLoss(11, class_weights=inverse_frequency_weights(labels, 11, class_weight_cap=2.0), lambda_dice=1.0,
                     lambda_latent=1.0)
-    trainer = create_autodecoder_trainer(network, cases, loss_function=loss, lr=1e-2, max_epochs=150,
+    trainer = create_autodecoder_trainer(network, cases, loss_function=loss, lr=1e-2, max_epochs=epochs,
                                          batch_size=4, train_resolution=24, num_points=4096)
     trainer.run()
 
@@ -44,4 +44,11 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="medrefine_example_")))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the cohort and the refined labels (default: a new temporary folder)")
+    parser.add_argument("--epochs", type=int, default=150, help="training epochs (default 150)")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="medrefine_example_"))
+    print(f"writing into {out}")
+    main(out, epochs=args.epochs)

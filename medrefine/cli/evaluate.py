@@ -76,6 +76,13 @@ def _match_images(images: str, cases: list[str]) -> dict[str, Path]:
     return out
 
 
+def _abbreviate(names: list[str], head: int = 3, tail: int = 1) -> str:
+    """``"a, b, c, ..., z"``: the first ``head`` and the last ``tail`` names when there are more."""
+    if len(names) <= head + tail + 1:
+        return ", ".join(names)
+    return ", ".join([*names[:head], "...", *names[-tail:]])
+
+
 def _summary_table(df) -> str:
     """Mean Dice per class (best first) with the success rates, as fixed-width text."""
     from medrefine.metrics import success_rates, summarize
@@ -132,6 +139,10 @@ def _summary_table(df) -> str:
               help="Folder of the images (files or DICOM series folders, by case id), recorded for report overlays.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Metrics CSV to write (tidy: case, class_id, class_name, metric, value, status).")
+@click.option("--subset", is_flag=True,
+              help="Score only the reference cases that have a prediction (the others are named in one line); "
+                   "without it, a reference case without a prediction is refused. A prediction without a reference "
+                   "is refused either way.")
 @click.option("--resample", is_flag=True,
               help="Resample predictions onto the reference grid (nearest neighbour) when the grids differ, instead of failing.")
 @click.option("--metrics", "metric_list", default=",".join(METRIC_NAMES), show_default=True,
@@ -149,6 +160,7 @@ def evaluate(
     task: str | None,
     images: str | None,
     out: str,
+    subset: bool,
     resample: bool,
     metric_list: str,
     nsd_tolerance: float,
@@ -166,10 +178,11 @@ def evaluate(
     \b
     Examples:
       medrefine evaluate --pred cohort/labels_noisy --ref cohort/labels --out metrics.csv
+      medrefine evaluate --pred refined --ref cohort/labels --subset --out metrics.csv
       medrefine evaluate --pred seg.nii.gz --ref ct_seg.nii.gz --classes classes.json --task total --out m.csv
     """
     from medrefine.metrics import build_sources, evaluate_pairs, match_folders, write_metrics_csv, write_sources
-    from medrefine.metrics.evaluate import list_cases, match_references
+    from medrefine.metrics.evaluate import list_cases, match_references, unmatched_references
 
     names = _parse_metrics(metric_list)
     cohort = _reference_cohort(Path(ref), key, task)
@@ -179,11 +192,17 @@ def evaluate(
         predictions = list_cases(pred, role="prediction folder")
         if Path(pred).is_file():  # one prediction: its case of the cohort
             references = {c: p for c, p in references.items() if c in predictions}
-        pairs = match_references(predictions, references,
+        pairs = match_references(predictions, references, subset=subset,
                                  pred_name=str(Path(pred).resolve()), ref_name=str(cohort.source))
+        skipped = unmatched_references(predictions, references)
     else:
         table = _resolve_classes(classes, task, Path(ref))
-        pairs = match_folders(pred, ref)
+        pairs = match_folders(pred, ref, subset=subset)
+        both_folders = Path(pred).is_dir() and Path(ref).is_dir()
+        skipped = unmatched_references(dict.fromkeys(c for c, _, _ in pairs), list_cases(ref)) if both_folders else []
+    if skipped:
+        click.echo(f"--subset: scoring {len(pairs)} of {len(pairs) + len(skipped)} reference case(s); "
+                   f"skipped {len(skipped)} without a prediction: {_abbreviate(skipped)}", err=True)
     df = evaluate_pairs(
         pairs,
         classes=table,

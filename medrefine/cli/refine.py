@@ -57,6 +57,8 @@ def refine(images: str, labels: str | None, out_dir: str, ref: str | None, model
                         epochs=epochs, device=device, dry_run=dry_run, key=key, echo=click.echo)
     for line in result.guard_lines:
         click.echo(line)
+    for line in result.warnings:
+        click.echo(line, err=True)
     if result.report is not None:
         click.echo(f"report: {result.report.resolve()}")
     click.echo(result.summary())

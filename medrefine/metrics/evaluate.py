@@ -31,6 +31,7 @@ __all__ = [
     "list_cases",
     "match_folders",
     "match_references",
+    "unmatched_references",
     "evaluate_pair",
     "evaluate_pairs",
     "build_sources",
@@ -61,13 +62,14 @@ def list_cases(path: str | PathLike, *, role: str = "folder", folders: bool = Fa
     return list_folder(path, what=role.removesuffix(" folder"), series=folders)
 
 
-def match_folders(pred_dir: str | PathLike, ref_dir: str | PathLike) -> list[Pair]:
+def match_folders(pred_dir: str | PathLike, ref_dir: str | PathLike, *, subset: bool = False) -> list[Pair]:
     """Pair prediction and reference volumes by case id.
 
     Args:
         pred_dir: folder of predicted label maps (or one file).
         ref_dir: folder of reference label maps (or one file). Two single files always pair, under
             the prediction's case id.
+        subset: pair only the references that have a prediction (see :func:`match_references`).
 
     Returns:
         ``[(case, pred_path, ref_path), ...]`` sorted by case id, absolute paths.
@@ -80,8 +82,6 @@ def match_folders(pred_dir: str | PathLike, ref_dir: str | PathLike) -> list[Pai
         >>> match_folders("cohort/labels_noisy", "cohort/labels")[0]  # doctest: +SKIP
         ('case_000', PosixPath('/.../labels_noisy/case_000.nii.gz'), PosixPath('/.../labels/case_000.nii.gz'))
     """
-    from medrefine.errors import InputError
-
     preds = list_cases(pred_dir, role="prediction folder")
     refs = list_cases(ref_dir, role="reference folder")
     pred_is_file, ref_is_file = Path(pred_dir).is_file(), Path(ref_dir).is_file()
@@ -92,22 +92,36 @@ def match_folders(pred_dir: str | PathLike, ref_dir: str | PathLike) -> list[Pai
         refs = {c: p for c, p in refs.items() if c in preds}
     elif ref_is_file:
         preds = {c: p for c, p in preds.items() if c in refs}
-    return match_references(preds, refs, pred_name=str(Path(pred_dir).resolve()), ref_name=str(Path(ref_dir).resolve()))
+    return match_references(preds, refs, pred_name=str(Path(pred_dir).resolve()), ref_name=str(Path(ref_dir).resolve()),
+                            subset=subset)
+
+
+def unmatched_references(preds: Mapping[str, object], refs: Mapping[str, object]) -> list[str]:
+    """The reference cases without a prediction, sorted: what ``subset=True`` leaves out."""
+    return sorted(set(refs) - set(preds))
 
 
 def match_references(
     preds: Mapping[str, str | PathLike], refs: Mapping[str, str | PathLike], *, pred_name: str = "the predictions",
-    ref_name: str = "the references",
+    ref_name: str = "the references", subset: bool = False,
 ) -> list[Pair]:
     """Pair two ``{case: path}`` tables (e.g. a prediction folder and a cohort's labels) by case.
 
+    Args:
+        preds, refs: case id -> file.
+        pred_name, ref_name: what the tables are, for the error message.
+        subset: score a subset: references without a prediction are left out (the caller reports
+            them, :func:`unmatched_references`) instead of refused. A prediction without a
+            reference is refused either way.
+
     Raises:
-        InputError: some cases have no partner; the message lists them (up to 20 per side).
+        InputError: some cases have no partner; the message names the predictions' files and the
+            references' case ids (up to 20 per side).
     """
     from medrefine.errors import InputError
 
     only_pred = sorted(set(preds) - set(refs))
-    only_ref = sorted(set(refs) - set(preds))
+    only_ref = [] if subset else unmatched_references(preds, refs)
     if only_pred or only_ref:
 
         def _list(names: list[str]) -> str:
@@ -115,9 +129,13 @@ def match_references(
 
         lines = [f"prediction and reference cases do not match ({len(set(preds) & set(refs))} matched):"]
         if only_pred:
-            lines.append(f"  no reference in {ref_name} for: {_list(only_pred)}")
+            files = [str(preds[c]) for c in only_pred]
+            lines.append(f"  expected a reference in {ref_name} for every prediction, found none for: {_list(files)}")
         if only_ref:
             lines.append(f"  no prediction in {pred_name} for: {_list(only_ref)}")
+            if set(preds) & set(refs):
+                lines.append(f"  to score only the {len(set(preds) & set(refs))} case(s) that have a prediction, "
+                             "pass --subset (match_references(..., subset=True))")
         lines.append("Cases are matched by file name without the suffix (case_000.nii.gz -> case_000).")
         raise InputError("\n".join(lines))
     return [(c, Path(preds[c]), Path(refs[c])) for c in sorted(preds)]

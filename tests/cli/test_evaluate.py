@@ -96,7 +96,7 @@ def test_evaluate_unmatched_cases(cohort, tmp_path):
     save_nifti(Volume(labels(), AFFINE), cohort / "labels_noisy" / "case_005.nii.gz")
     result = invoke("--pred", str(cohort / "labels_noisy"), "--ref", str(cohort / "labels"), "--out", str(tmp_path / "m.csv"))
     assert result.exit_code == 3
-    assert "no reference in" in result.output and "case_005" in result.output
+    assert "found none for:" in result.output and "case_005.nii.gz" in result.output
 
 
 def test_evaluate_mismatched_grid_needs_resample(tmp_path):
@@ -150,3 +150,73 @@ def test_dicom_seg_against_series_grid(shared_data, tmp_path):
     # the reference is the segmentation itself moved onto the series grid: a perfect match
     assert np.allclose(present.loc[present["metric"] == "dice", "value"], 1.0)
     assert np.allclose(present.loc[present["metric"] == "hd95", "value"], 0.0)
+
+
+@pytest.fixture()
+def sixteen_references(tmp_path):
+    """ref/case_000..case_015 and pred/ holding predictions for case_002, case_005, case_009, case_013 only."""
+    for i in range(16):
+        save_nifti(Volume(labels(), AFFINE), tmp_path / "ref" / f"case_{i:03d}.nii.gz")
+    for i in (2, 5, 9, 13):
+        save_nifti(Volume(labels(1), AFFINE), tmp_path / "pred" / f"case_{i:03d}.nii.gz")
+    return tmp_path / "pred", tmp_path / "ref"
+
+
+def test_evaluate_without_subset_refuses_and_suggests_it(sixteen_references, tmp_path):
+    pred, ref = sixteen_references
+    out = tmp_path / "m.csv"
+    result = invoke("--pred", str(pred), "--ref", str(ref), "--out", str(out), "--no-progress")
+    assert result.exit_code == 3
+    assert "(4 matched)" in result.output and "no prediction in" in result.output
+    assert "case_000, case_001, case_003" in result.output and "case_002," not in result.output
+    assert "to score only the 4 case(s) that have a prediction, pass --subset" in result.output
+    assert not out.exists()
+
+
+def test_evaluate_subset_scores_the_predicted_cases_and_names_the_skipped(sixteen_references, tmp_path):
+    pred, ref = sixteen_references
+    out = tmp_path / "m.csv"
+    result = invoke("--pred", str(pred), "--ref", str(ref), "--out", str(out), "--subset", "--no-progress",
+                    "--metrics", "dice")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out)
+    assert sorted(df["case"].unique()) == ["case_002", "case_005", "case_009", "case_013"]
+    assert len(df) == 4 * 2  # 4 cases x 2 classes x dice
+    notes = [line for line in result.output.splitlines() if line.startswith("--subset:")]
+    assert notes == ["--subset: scoring 4 of 16 reference case(s); skipped 12 without a prediction: "
+                     "case_000, case_001, case_003, ..., case_015"]
+    assert "4 case(s), 2 class(es)" in result.output
+    # every prediction is shifted by one slab: liver 2*6/14 in each of the four cases
+    liver = df[(df["class_id"] == 1) & (df["metric"] == "dice")]["value"]
+    assert np.allclose(liver, 2 * 6 / 14)
+
+
+def test_evaluate_subset_of_all_cases_prints_no_note(cohort, tmp_path):
+    result = invoke("--pred", str(cohort / "labels_noisy"), "--ref", str(cohort / "labels"),
+                    "--out", str(tmp_path / "m.csv"), "--subset", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "--subset:" not in result.output and "2 case(s)" in result.output
+
+
+def test_evaluate_subset_against_a_dataset_ref(cohort, tmp_path):
+    """--ref a dataset (images/ + labels/): the same subset rule over the cohort's cases."""
+    pred = tmp_path / "pred"
+    save_nifti(Volume(labels(), AFFINE), pred / "case_001.nii.gz")
+    out = tmp_path / "m.csv"
+    result = invoke("--pred", str(pred), "--ref", str(cohort), "--out", str(out), "--no-progress")
+    assert result.exit_code == 3 and "--subset" in result.output and "case_000" in result.output
+    result = invoke("--pred", str(pred), "--ref", str(cohort), "--out", str(out), "--subset", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "--subset: scoring 1 of 2 reference case(s); skipped 1 without a prediction: case_000" in result.output
+    assert set(pd.read_csv(out)["case"]) == {"case_001"}
+
+
+def test_evaluate_prediction_without_reference_is_refused_even_with_subset(sixteen_references, tmp_path):
+    pred, ref = sixteen_references
+    extra = save_nifti(Volume(labels(), AFFINE), pred / "case_099.nii.gz")
+    out = tmp_path / "m.csv"
+    for flags in ((), ("--subset",)):
+        result = invoke("--pred", str(pred), "--ref", str(ref), "--out", str(out), "--no-progress", *flags)
+        assert result.exit_code == 3
+        assert f"expected a reference in {ref.resolve()} for every prediction, found none for: {extra.resolve()}" in result.output
+        assert not out.exists()

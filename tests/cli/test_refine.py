@@ -106,6 +106,9 @@ def test_refine_with_trained_model_is_inductive(cohort, refined, tmp_path):
     assert (again / "refined" / "case_101.nii.gz").is_file()
     assert not (again / "model").exists()  # nothing trained here
     assert list(pd.read_csv(again / "metrics.csv")["case"]) == ["case_101"]
+    # 5 epochs: the guard keeps the input for most structures, and says so naming the model
+    warning = next(line for line in result.output.splitlines() if line.startswith("warning:"))
+    assert "the guard kept the input for" in warning and str(out / "model") in warning
 
 
 @pytest.mark.parametrize("where", ["images", "labels_noisy/sub"])

@@ -18,6 +18,7 @@ from medrefine.metrics import (
     match_folders,
     write_sources,
 )
+from medrefine.metrics.evaluate import list_cases, unmatched_references
 
 AFFINE = np.diag([0.8, 1.2, 2.5, 1.0])
 
@@ -63,8 +64,23 @@ def test_match_folders_unmatched_lists_cases(folders):
     pred_dir, ref_dir = folders
     save_nifti(Volume(labels(0), AFFINE), pred_dir / "case_009.nii.gz")
     save_nifti(Volume(labels(0), AFFINE), ref_dir / "case_007.nii.gz")
-    with pytest.raises(InputError, match=r"(?s)2 matched.*no reference in .*ref for: case_009.*no prediction in .*pred for: case_007"):
+    with pytest.raises(InputError, match=r"(?s)2 matched.*expected a reference in .*ref for every prediction, "
+                                         r"found none for: .*pred/case_009.nii.gz.*no prediction in .*pred for: case_007"):
         match_folders(pred_dir, ref_dir)
+
+
+def test_match_folders_subset(folders):
+    pred_dir, ref_dir = folders
+    for case in ("case_007", "case_008"):
+        save_nifti(Volume(labels(0), AFFINE), ref_dir / f"{case}.nii.gz")
+    with pytest.raises(InputError, match=r"to score only the 2 case\(s\) that have a prediction, pass --subset"):
+        match_folders(pred_dir, ref_dir)
+    pairs = match_folders(pred_dir, ref_dir, subset=True)
+    assert [c for c, _, _ in pairs] == ["case_000", "case_001"]
+    assert unmatched_references(dict.fromkeys(["case_000", "case_001"]), list_cases(ref_dir)) == ["case_007", "case_008"]
+    save_nifti(Volume(labels(0), AFFINE), pred_dir / "case_009.nii.gz")  # a prediction without a reference
+    with pytest.raises(InputError, match=r"found none for: .*case_009.nii.gz"):
+        match_folders(pred_dir, ref_dir, subset=True)
 
 
 def test_match_folders_errors(tmp_path, folders):
