@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "demo": "medrefine.cli.demo:demo",
     "datalist": "medrefine.cli.datalist:datalist",
     "refine": "medrefine.cli.refine:refine",
+    "segment": "medrefine.cli.segment:segment",
 }
 
 
