@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "datalist": "medrefine.cli.datalist:datalist",
     "refine": "medrefine.cli.refine:refine",
     "segment": "medrefine.cli.segment:segment",
+    "plan": "medrefine.cli.plan:plan",
 }
 
 
