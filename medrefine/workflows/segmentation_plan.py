@@ -499,18 +499,20 @@ def plan_bundle(
     from monai.bundle import ConfigParser
 
     from medrefine.bundle.discovery import config_files, find_bundle
+    from medrefine.bundle.runner import medrefine_errors
     from medrefine.workflows.segmentation import spatial_dims
 
     info = find_bundle(bundle)
     parser = ConfigParser()
     parser.read_config([str(f) for f in config_files(info, "train", list(extra_configs))])
     parser.update({"bundle_root": str(info.path), **dict(overrides or {}), "plan": None})
-    network_name = parser.get_parsed_content("network_name")
+    with medrefine_errors():  # a refused input as itself, not MONAI's "Failed to evaluate" wrapper
+        network_name = parser.get_parsed_content("network_name")
+        cases = parser.get_parsed_content("cases")
+        table = parser.get_parsed_content("class_table")
     if spatial_dims(network_name) != 3:
         raise InputError(f"network_name {network_name!r}: the plan sizes 3D patches; plan with a 3D network "
                          "('unet', 'attention_unet', 'unet2.5d') or set the 2D network's keys by hand")
-    cases = parser.get_parsed_content("cases")
-    table = parser.get_parsed_content("class_table")
     from medrefine.workflows.segmentation_fingerprint import fingerprint
 
     fp = fingerprint(cases, table)
