@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "demo": "medrefine.cli.demo:demo",
     "datalist": "medrefine.cli.datalist:datalist",
     "refine": "medrefine.cli.refine:refine",
+    "segment": "medrefine.cli.segment:segment",
+    "plan": "medrefine.cli.plan:plan",
 }
 
 

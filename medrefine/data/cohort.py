@@ -17,7 +17,8 @@ Layouts recognised (in this order, the first that fits is read):
 ``cine``               BIDS-like short-axis cine (``sub-*/anat/*short_axis*.nii.gz``, labels under
                        ``derivatives/sa_segmentation/``): :func:`medrefine.data.cine.cine_cohort`
 ``dicom_series``       a folder whose files are one DICOM series (one image, no label)
-``image_folder``       a folder of image files (images only, e.g. for inference)
+``image_folder``       a folder of image files and/or DICOM series folders (images only, e.g.
+                       for inference)
 =====================  ===================================================================
 
 The class table comes from the cohort: a datalist's own ``"labels"``, else a ``classes.json``
@@ -203,8 +204,8 @@ def _layouts_at(path: Path) -> tuple[str, ...]:
         found.append("cine")
     if is_dicom_series(path):
         found.append("dicom_series")
-    elif any(_is_image_file(p) for p in path.iterdir()):
-        found.append("image_folder")
+    elif any(_is_image_file(p) or is_dicom_series(p) for p in path.iterdir()):
+        found.append("image_folder")  # image files and/or DICOM series folders
     return tuple(found)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "match_cases",
     "drop_channel_suffix",
     "datalist_from_folders",
+    "datalist_from_dataset",
     "write_datalist",
     "read_datalist",
     "load_datalist",
@@ -160,7 +161,8 @@ def match_cases(folders: Mapping[str, str | Path]) -> list[dict[str, str]]:
 
     Args:
         folders: key -> folder, e.g. ``{"image": "imagesTr", "label": "labelsTr"}``. Every folder
-            must hold the same case ids.
+            must hold the same case ids. The ``image`` folder may hold DICOM series folders
+            (case id = the series folder's name).
 
     Returns:
         One entry per case, ``{"case": id, key: absolute path, ...}``, sorted by case id.
@@ -169,7 +171,7 @@ def match_cases(folders: Mapping[str, str | Path]) -> list[dict[str, str]]:
         InputError: a folder is missing or empty, or some cases are not in every folder; the
             message (one line) lists the unmatched files of each folder.
     """
-    listed = {key: list_cases(folder, what=key) for key, folder in folders.items()}
+    listed = {key: list_cases(folder, what=key, series=key == "image") for key, folder in folders.items()}
     if "image" in listed:
         others = set().union(*(set(v) for k, v in listed.items() if k != "image"))
         listed["image"] = drop_channel_suffix(listed["image"], others)
@@ -255,6 +257,62 @@ def datalist_from_folders(
     dl: dict = {"name": name, "description": description}
     if labels is not None:
         dl["labels"] = {str(k): str(v) for k, v in sorted(labels.items())}
+    dl.update({"numTraining": len(entries), "training": entries, "test": []})
+    return dl
+
+
+def datalist_from_dataset(
+    source: str | Path,
+    *,
+    labels_dir: str | Path | None = None,
+    structures: list[str] | None = None,
+    task: str | None = None,
+    name: str = "",
+) -> dict:
+    """Build a datalist from a dataset folder given without a label folder.
+
+    - TotalSegmentator cases (``<case>/ct.nii.gz`` + ``<case>/segmentations/<structure>.nii.gz``):
+      the masks are merged into one multi-label map per case under ``labels_dir/labels/``
+      (:meth:`medrefine.data.cohort.Cohort.materialize_labels`, with ``labels_dir/classes.json``),
+      the entries pair ``ct.nii.gz`` with it and the class table goes under ``"labels"``;
+    - a folder of images and/or DICOM series folders, or one DICOM series folder: entries with
+      ``image`` only (for inference).
+
+    Args:
+        source: the dataset folder.
+        labels_dir: TotalSegmentator: where the merged maps go (required for that layout; keep it
+            outside the case folders: inputs are never written to).
+        structures: TotalSegmentator: the structures to keep (default every mask of the first
+            case, alphabetically, or the table of a ``classes.json`` in ``source``).
+        task: the table inside a ``classes.json`` holding several (TotalSegmentator's ``"total"``).
+        name: the datalist's ``name``.
+
+    Returns:
+        The datalist dict with absolute paths (:func:`write_datalist` makes them relative).
+
+    Raises:
+        InputError: ``source`` is no such dataset, a mask is unreadable or on another grid, or a
+            structure is unknown (one line naming the file).
+    """
+    from medrefine.data.cohort import load_cohort
+
+    source = Path(source)
+    cohort = load_cohort(source, key=None, require=("image",), structures=structures, task=task,
+                         cache_dir=labels_dir, strict=True)
+    if cohort.layout == "totalsegmentator":
+        if labels_dir is None:
+            raise InputError(f"{source}: TotalSegmentator cases need a folder for the merged label maps (`labels_dir`)")
+        cohort.materialize_labels()
+        keys: tuple[str, ...] = ("case", "image", "label")
+    elif cohort.layout in ("image_folder", "dicom_series"):
+        keys = ("case", "image")
+    else:
+        raise InputError(f"{source}: expected TotalSegmentator cases, image files or DICOM series folders when no "
+                         f"label folder is given, found the {cohort.layout!r} layout; pass the label folder too")
+    entries = [{k: str(c[k]) for k in keys} for c in cohort.cases]
+    dl: dict = {"name": name or source.resolve().name, "description": ""}
+    if cohort.classes is not None and cohort.layout == "totalsegmentator":
+        dl["labels"] = {str(k): str(v) for k, v in sorted(cohort.classes.items())}
     dl.update({"numTraining": len(entries), "training": entries, "test": []})
     return dl
 

@@ -64,3 +64,79 @@ def test_datalist_unpaired_files_one_line(tmp_path):
     assert len(errors) == 1 and len(result.output.strip().splitlines()) == 1
     assert "2 unmatched" in errors[0] and "b.nii.gz" in errors[0] and "c.nrrd" in errors[0]
     assert not (tmp_path / "d.json").exists()
+
+
+def _totalseg(root, cases=("s1", "s0")):
+    """TotalSegmentator cases: liver x 0..2, spleen x 4..5, aorta x 7..8 (aorta empty in s0)."""
+    shape = (10, 9, 8)
+    for cid in cases:
+        save_nifti(Volume(np.zeros(shape, np.float32), np.diag([1.5, 1.5, 2.0, 1.0])), root / cid / "ct.nii.gz")
+        for name, rows in (("liver", slice(0, 3)), ("spleen", slice(4, 6)), ("aorta", slice(7, 9))):
+            mask = np.zeros(shape, np.uint8)
+            if not (cid == "s0" and name == "aorta"):
+                mask[rows] = 1
+            save_nifti(Volume(mask, np.diag([1.5, 1.5, 2.0, 1.0])), root / cid / "segmentations" / f"{name}.nii.gz")
+    return root
+
+
+def test_datalist_from_totalsegmentator_cases(tmp_path):
+    import nibabel as nib
+
+    root = _totalseg(tmp_path / "ts")
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    result = _run("datalist", root, "--out", tmp_path / "lists" / "ts.json")
+    assert result.exit_code == 0, result.output
+    assert "2 case(s)" in result.output and "3 structures merged" in result.output
+    data = json.loads((tmp_path / "lists" / "ts.json").read_text())
+    assert data["labels"] == {"0": "background", "1": "aorta", "2": "liver", "3": "spleen"}  # alphabetical
+    assert data["training"][0] == {"case": "s0", "image": "../ts/s0/ct.nii.gz", "label": "ts_labels/labels/s0.nii.gz"}
+    merged = np.asarray(nib.load(str(tmp_path / "lists" / "ts_labels" / "labels" / "s1.nii.gz")).dataobj)
+    assert merged[1, 0, 0] == 2 and merged[5, 0, 0] == 3 and merged[8, 0, 0] == 1 and merged[3, 0, 0] == 0
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before  # nothing written into the cases
+    cohort = load_cohort(tmp_path / "lists" / "ts.json")
+    assert cohort.case_ids == ["s0", "s1"] and cohort.classes[3] == "spleen"
+
+
+def test_datalist_from_totalsegmentator_structure_subset_and_refused_target(tmp_path):
+    root = _totalseg(tmp_path / "ts")
+    result = _run("datalist", root, "--out", tmp_path / "ts.json", "--structures", "spleen", "--structures", "liver")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ts.json").read_text())["labels"] == {"0": "background", "1": "spleen", "2": "liver"}
+    result = _run("datalist", root, "--out", tmp_path / "x.json", "--structures", "livr")
+    assert result.exit_code == INPUT_ERROR_EXIT_CODE and "did you mean 'liver'" in result.output.lower()
+    result = _run("datalist", root, "--out", tmp_path / "y.json", "--merged-labels", root / "s0" / "merged")
+    assert result.exit_code == INPUT_ERROR_EXIT_CODE and "outside the case folders" in result.output
+    assert not (root / "s0" / "merged").exists()
+
+
+def _dicom_series(folder, depth=3):
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True)
+    for z in range(depth):
+        slab = sitk.GetImageFromArray(np.full((1, 6, 5), z, np.int16))[:, :, 0]
+        for tag, value in (("0008|0060", "CT"), ("0020|000e", "1.2.3.4"), ("0020|0013", str(z + 1)),
+                           ("0020|0032", f"0\\0\\{2.0 * z}"), ("0020|0037", "1\\0\\0\\0\\1\\0")):
+            slab.SetMetaData(tag, value)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"{z}.dcm"))
+        writer.Execute(slab)
+
+
+def test_datalist_with_dicom_series_images(tmp_path):
+    _dicom_series(tmp_path / "dicom" / "ct_a")
+    _dicom_series(tmp_path / "dicom" / "ct_b")
+    _write(tmp_path / "labels", "ct_a.nii.gz", "ct_b.nii.gz")
+    result = _run("datalist", tmp_path / "dicom", tmp_path / "labels", "--out", tmp_path / "d.json")
+    assert result.exit_code == 0, result.output
+    entries = json.loads((tmp_path / "d.json").read_text())["training"]
+    assert entries == [{"case": "ct_a", "image": "dicom/ct_a", "label": "labels/ct_a.nii.gz"},
+                       {"case": "ct_b", "image": "dicom/ct_b", "label": "labels/ct_b.nii.gz"}]
+    # without labels: images only (for inference), from series folders or from one series
+    result = _run("datalist", tmp_path / "dicom", "--out", tmp_path / "infer.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "infer.json").read_text())["training"][1] == {"case": "ct_b", "image": "dicom/ct_b"}
+    result = _run("datalist", tmp_path / "dicom" / "ct_a", "--out", tmp_path / "one.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "one.json").read_text())["training"] == [{"case": "ct_a", "image": "dicom/ct_a"}]
