@@ -455,16 +455,19 @@ def evaluate_predictions(
         The tidy metrics table.
     """
     from medrefine.metrics import evaluate_pairs, summarize, write_metrics_csv
+    from medrefine.metrics.evaluate import build_sources, write_sources
 
     out = Path(output_dir)
     pairs = [(str(c["case"]), _find_prediction(out, str(c["case"]), postfix), Path(c["label"])) for c in cases]
     classes = {int(k): v for k, v in label_map.items() if int(k) != 0}
     df = evaluate_pairs(pairs, classes=classes, metrics=metrics, nsd_tolerance_mm=nsd_tolerance_mm)
-    write_metrics_csv(df, out / "metrics.csv")
+    csv = write_metrics_csv(df, out / "metrics.csv")
+    images = {str(c["case"]): c["image"] for c in cases if isinstance(c.get("image"), (str, Path))}
+    write_sources(build_sources(pairs, classes, images=images or None), csv.with_suffix(".sources.json"))
     if report:
         from medrefine.reports import write_report
 
-        write_report(df, out / "report", title=title)
+        write_report(csv, out / "report", title=title, name="segmentation")  # the sources give overlays and the 3D view
     dice = summarize(df)
     dice = dice[dice["metric"] == "dice"]
     for _, row in dice.iterrows():

@@ -163,3 +163,7 @@ def test_totalsegmentator_folders_with_structure_subset(tmp_path):
     metrics = (root / "eval" / "metrics.csv").read_text()
     assert "spleen" in metrics and "liver" in metrics and "aorta" not in metrics
     assert (root / "eval" / "s1_seg.nii.gz").is_file() and (root / "eval" / "report" / "report.html").is_file()
+    sources = json.loads((root / "eval" / "metrics.sources.json").read_text())
+    assert sorted(sources["cases"]) == ["s1"] and sources["cases"]["s1"]["image"].endswith("ct.nii.gz")
+    page = (root / "eval" / "report" / "report.html").read_text()
+    assert 'id="mesh3d"' in page and "segmentation" in page  # the 3D view of a case, from the sources
