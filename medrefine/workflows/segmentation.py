@@ -144,6 +144,7 @@ def load_cases(
     cache_dir: str | Path | None = None,
     label_key: str = "label",
     nan_policy: str = "refuse",
+    task: str | None = None,
 ) -> list[dict[str, Any]]:
     """The cases of a cohort as MONAI dictionaries (``image``, ``label``, ``case``; absolute paths).
 
@@ -154,6 +155,8 @@ def load_cases(
     ``label_key`` names the datalist key used as the label (e.g. ``"label_clean"``); entries
     keep only ``case``, ``image`` and ``label``. ``nan_policy`` ``"zero"`` accepts NaN/Inf image
     voxels (the config's ``nonfinite_transform`` sets them to 0); ``"refuse"`` (default) refuses them.
+    ``task`` picks the table of a ``classes.json`` holding several (TotalSegmentator's
+    ``{"total": ..., "total_mr": ...}``).
 
     Raises:
         InputError: not a dataset, or anything ``medrefine validate`` flags as an error
@@ -163,7 +166,7 @@ def load_cases(
     from medrefine.data.validate import require_valid
 
     cohort = load_cohort(dataset_dir, key=key, label_key=label_key, structures=structures, cache_dir=cache_dir,
-                         strict=False)
+                         task=task, strict=False)
     cohort = require_valid(cohort, keys=("image", "label"), nan_policy=nan_policy).materialize_labels()
     # only image/label/case: MONAI's Spacingd takes any other key starting with "label_" for metadata
     return [{"case": str(c["case"]), "image": c["image"], "label": c["label"]} for c in cohort.cases]
