@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from medrefine.bundle.archive import extract_bundle, install_bundle, pack_bundle
 from medrefine.bundle.discovery import BundleInfo, bundles_root, config_files, find_bundle, list_bundles
-from medrefine.bundle.runner import parse_overrides, run_bundle, run_workflow
+from medrefine.bundle.overrides import parse_overrides
+from medrefine.bundle.runner import run_bundle, run_workflow
 from medrefine.bundle.verify import BundleReport, verify_bundle, verify_bundle_metadata
 
 __all__ = [

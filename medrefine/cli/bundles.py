@@ -28,7 +28,9 @@ def bundles(root: str | None) -> None:
 @click.argument("bundle")
 @click.argument("mode", default="train")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value (repeatable); nested keys with '#', values parsed as JSON when possible.")
+              help="Override a config value (repeatable): the key must exist in the bundle's merged config "
+                   "(nested keys with '#'; a new key on purpose: +KEY=VALUE); the value is read as JSON, "
+                   "else as a Python literal (\"['liver','spleen']\"), else as plain text.")
 @click.option("--config", "extra", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra config file layered on top (repeatable).")
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
