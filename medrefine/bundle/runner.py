@@ -12,6 +12,7 @@ from typing import Any
 
 from medrefine.bundle.discovery import BundleInfo, config_files, find_bundle, workflow_type
 from medrefine.bundle.overrides import check_overrides, merged_config
+from medrefine.bundle.verbosity import hold_quiet, run_verbosity
 from medrefine.errors import InputError, MedrefineError
 
 __all__ = ["create_workflow", "run_bundle", "run_workflow"]
@@ -110,6 +111,8 @@ def create_workflow(
     kind = workflow_type(mode)
     where = f"bundle {info.name!r} mode {mode!r} ({', '.join(f.name for f in files)})"
     overrides = check_overrides(merged_config(files), overrides or {}, where=where)
+    level = logging.getLogger().level or logging.WARNING  # the caller's; the config's logging.conf resets it
+    hold_quiet(level)
     workflow = ConfigWorkflow(
         config_file=[str(f) for f in files],
         meta_file=str(info.path / "configs" / "metadata.json"),
@@ -118,12 +121,14 @@ def create_workflow(
         workflow_type=kind,
         **{"bundle_root": str(info.path), **overrides},
     )
+    hold_quiet(level)
     missing = _required_missing(workflow)
     if missing:
         keys = ", ".join(f"{cid!r} ({name})" for name, cid in missing)
         raise InputError(f"{where}: the config lacks what MONAI requires of a {kind} workflow: {keys}")
     with medrefine_errors():
         workflow.initialize()
+        hold_quiet(level)  # the StatsHandlers the config built set their loggers to INFO
         problems = workflow.check_properties()
     if problems:
         raise InputError(f"{where}: MONAI's property check of a {kind} workflow fails for {problems} "
@@ -157,10 +162,11 @@ def run_bundle(
     """
     info = bundle if isinstance(bundle, BundleInfo) else find_bundle(bundle)
     logger.info("running %s %s", info.name, mode)
-    workflow = create_workflow(info, mode, overrides, extra_configs=extra_configs, run_id=run_id)
-    with medrefine_errors():
-        workflow.run()
-        workflow.finalize()
+    with run_verbosity():
+        workflow = create_workflow(info, mode, overrides, extra_configs=extra_configs, run_id=run_id)
+        with medrefine_errors():
+            workflow.run()
+            workflow.finalize()
 
 
 def run_workflow(
@@ -187,8 +193,9 @@ def run_workflow(
     Raises:
         InputError: see :func:`create_workflow`.
     """
-    workflow = create_workflow(bundle, mode, overrides, extra_configs=extra_configs)
-    with medrefine_errors():
-        workflow.run()
-        workflow.finalize()
+    with run_verbosity():
+        workflow = create_workflow(bundle, mode, overrides, extra_configs=extra_configs)
+        with medrefine_errors():
+            workflow.run()
+            workflow.finalize()
     return workflow

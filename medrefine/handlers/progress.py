@@ -3,7 +3,8 @@
 MONAI's ``StatsHandler`` logs a line per iteration or epoch (hundreds of lines for a default
 run) and ignite's ``ProgressBar`` draws a new bar every epoch; neither gives the time the run
 has left. This handler draws a single ``tqdm`` bar over all epochs (resumed runs start where
-they stopped), with the epoch's mean loss and the latest validation metrics as its postfix.
+they stopped), with the epoch's mean loss and the latest validation metrics as its postfix, and
+writes one summary line per validation above the bar.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class EpochProgress:
         desc: the bar's label. Defaults to ``"training"``.
         output_transform: maps an iteration's output to its loss; defaults to the ``loss`` entry.
         enabled: False attaches nothing (e.g. ``-v`` runs that log every epoch instead).
+        summary: write one line per validation above the bar (``epoch 10/50: val_mean_dice 0.8123
+            (best 0.8123 at epoch 10)``). Defaults to True.
 
     Only the first process of a distributed run draws the bar.
 
@@ -43,8 +46,11 @@ class EpochProgress:
     """
 
     def __init__(self, evaluator: Any = None, desc: str = "training",
-                 output_transform: Callable[[Any], float | None] = loss_of, enabled: bool = True) -> None:
+                 output_transform: Callable[[Any], float | None] = loss_of, enabled: bool = True,
+                 summary: bool = True) -> None:
         self.evaluator = evaluator
+        self.summary = bool(summary)
+        self._trainer = None
         self.desc = str(desc)
         self.output_transform = output_transform
         self.enabled = bool(enabled)
@@ -61,6 +67,9 @@ class EpochProgress:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
         engine.add_event_handler(Events.COMPLETED, self._close)
         engine.add_event_handler(Events.TERMINATE, self._close)
+        self._trainer = engine
+        if self.summary and hasattr(self.evaluator, "add_event_handler"):
+            self.evaluator.add_event_handler(Events.COMPLETED, self._validated)
 
     def _started(self, engine: Any) -> None:
         from tqdm.auto import tqdm
@@ -89,6 +98,32 @@ class EpochProgress:
                 continue
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
+
+    def summary_line(self, evaluator: Any) -> str | None:
+        """``epoch 10/50: val_mean_dice 0.8123 (best 0.8123 at epoch 10)`` for the validation just run."""
+        metrics = []
+        for key, value in (evaluator.state.metrics or {}).items():
+            try:
+                metrics.append(f"{key} {float(value):.4f}")
+            except (TypeError, ValueError):
+                continue
+        if not metrics:
+            return None
+        trainer = self._trainer.state if self._trainer is not None else None
+        where = f"epoch {trainer.epoch}/{trainer.max_epochs}" if trainer is not None else "validation"
+        line = f"{where}: {', '.join(metrics)}"
+        best, best_epoch = getattr(evaluator.state, "best_metric", None), getattr(evaluator.state, "best_metric_epoch", None)
+        if best is not None and best_epoch is not None and best_epoch >= 0:
+            try:
+                line += f" (best {float(best):.4f} at epoch {int(best_epoch)})"
+            except (TypeError, ValueError):
+                pass
+        return line
+
+    def _validated(self, evaluator: Any) -> None:
+        line = self.summary_line(evaluator)
+        if line is not None and self.bar is not None:
+            self.bar.write(line, file=self.bar.fp)
 
     def _close(self, engine: Any) -> None:
         if self.bar is not None:

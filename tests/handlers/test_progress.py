@@ -49,3 +49,48 @@ def test_disabled_attaches_nothing():
     before = sum(len(engine._event_handlers[ev]) for ev in engine._event_handlers)
     EpochProgress(enabled=False).attach(engine)
     assert sum(len(engine._event_handlers[ev]) for ev in engine._event_handlers) == before
+
+
+def test_one_summary_line_per_validation(monkeypatch):
+    lines = []
+
+    class FakeBar:
+        fp = None
+
+        def __init__(self, total, initial, **kwargs):
+            self.n = initial
+
+        def set_postfix(self, postfix, refresh=False):
+            pass
+
+        def update(self, n):
+            self.n += n
+
+        def write(self, line, file=None):
+            lines.append(line)
+
+        def close(self):
+            pass
+
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    trainer = Engine(lambda e, batch: {"loss": 1.0})
+    evaluator = Engine(lambda e, batch: None)
+    scores = iter([0.5, 0.25])
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def _score(e):
+        e.state.metrics = {"val_mean_dice": next(scores), "note": "text is skipped"}
+        best = max(getattr(e.state, "best_metric", -1.0), e.state.metrics["val_mean_dice"])
+        if best != getattr(e.state, "best_metric", None):
+            e.state.best_metric, e.state.best_metric_epoch = best, trainer.state.epoch
+
+    @trainer.on(Events.EPOCH_COMPLETED(every=2))
+    def _validate(e):
+        evaluator.run(range(1))
+
+    EpochProgress(evaluator=evaluator).attach(trainer)
+    trainer.run(range(2), max_epochs=4)
+    assert lines == ["epoch 2/4: val_mean_dice 0.5000 (best 0.5000 at epoch 2)",
+                     "epoch 4/4: val_mean_dice 0.2500 (best 0.5000 at epoch 2)"]
