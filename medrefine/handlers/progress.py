@@ -38,6 +38,10 @@ class EpochProgress:
         enabled: False attaches nothing (e.g. ``-v`` runs that log every epoch instead).
         summary: write one line per validation above the bar (``epoch 10/50: val_mean_dice 0.8123
             (best 0.8123 at epoch 10)``). Defaults to True.
+        max_lines: at most about this many summary lines per run: when validations are more
+            frequent (``val_interval=1`` over 300 epochs), a line is written once per
+            ``max_epochs / max_lines`` epochs and for the last epoch; the bar's postfix always shows
+            the latest validation. Defaults to 20.
 
     Only the first process of a distributed run draws the bar.
 
@@ -47,9 +51,13 @@ class EpochProgress:
 
     def __init__(self, evaluator: Any = None, desc: str = "training",
                  output_transform: Callable[[Any], float | None] = loss_of, enabled: bool = True,
-                 summary: bool = True) -> None:
+                 summary: bool = True, max_lines: int = 20) -> None:
+        if int(max_lines) < 1:
+            raise ValueError(f"`max_lines` must be at least 1, got {max_lines}")
         self.evaluator = evaluator
         self.summary = bool(summary)
+        self.max_lines = int(max_lines)
+        self._next_line_epoch = 0
         self._trainer = None
         self.desc = str(desc)
         self.output_transform = output_transform
@@ -75,6 +83,7 @@ class EpochProgress:
         from tqdm.auto import tqdm
 
         self._close(engine)
+        self._next_line_epoch = 0
         self.bar = tqdm(total=engine.state.max_epochs, initial=engine.state.epoch, desc=self.desc, unit="epoch",
                         dynamic_ncols=True)
 
@@ -121,9 +130,15 @@ class EpochProgress:
         return line
 
     def _validated(self, evaluator: Any) -> None:
+        if self.bar is None or self._trainer is None:
+            return
+        epoch, max_epochs = self._trainer.state.epoch, self._trainer.state.max_epochs or 0
+        if epoch < self._next_line_epoch and epoch < max_epochs:
+            return
         line = self.summary_line(evaluator)
-        if line is not None and self.bar is not None:
+        if line is not None:
             self.bar.write(line, file=self.bar.fp)
+            self._next_line_epoch = epoch + -(-max_epochs // self.max_lines)
 
     def _close(self, engine: Any) -> None:
         if self.bar is not None:

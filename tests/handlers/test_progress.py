@@ -94,3 +94,41 @@ def test_one_summary_line_per_validation(monkeypatch):
     trainer.run(range(2), max_epochs=4)
     assert lines == ["epoch 2/4: val_mean_dice 0.5000 (best 0.5000 at epoch 2)",
                      "epoch 4/4: val_mean_dice 0.2500 (best 0.5000 at epoch 2)"]
+
+
+def test_summary_lines_are_thinned_to_max_lines(monkeypatch):
+    lines = []
+
+    class FakeBar:
+        fp = None
+
+        def __init__(self, total, initial, **kwargs):
+            pass
+
+        def set_postfix(self, postfix, refresh=False):
+            pass
+
+        def update(self, n):
+            pass
+
+        def write(self, line, file=None):
+            lines.append(line)
+
+        def close(self):
+            pass
+
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    trainer = Engine(lambda e, batch: {"loss": 1.0})
+    evaluator = Engine(lambda e, batch: None)
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def _score(e):
+        e.state.metrics = {"acc": 0.5}
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run(range(1)))  # val_interval=1
+    EpochProgress(evaluator=evaluator, max_lines=4).attach(trainer)
+    trainer.run(range(1), max_epochs=10)
+    # every ceil(10 / 4) = 3 epochs from the first, and the last epoch
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == [1, 4, 7, 10]
