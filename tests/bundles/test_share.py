@@ -40,7 +40,7 @@ def _copy(dest: Path) -> Path:
 
 
 def _infer(root: Path, cohort: Path, output: Path) -> None:
-    run_workflow(root, "inference", {"dataset_dir": str(cohort), "device": "cpu", "output_dir": str(output)},
+    run_workflow(root, "inference", {"dataset_dir": str(cohort), "device": "cpu", "output_dir": str(output), "work_dir": str(root)},
                  extra_configs=[root / "configs" / "smoke.json"])
 
 
@@ -53,7 +53,7 @@ def cohort(tiny_cohort) -> Path:
 def trained(tmp_path_factory, cohort) -> Path:
     """The bundle trained for one smoke epoch, with the inference of the cohort in ``<root>/../original``."""
     root = _copy(tmp_path_factory.mktemp("share_work") / NAME)
-    run_workflow(root, "train", {"dataset_dir": str(cohort), "device": "cpu", "epochs": 1},
+    run_workflow(root, "train", {"dataset_dir": str(cohort), "device": "cpu", "epochs": 1, "work_dir": str(root)},
                  extra_configs=[root / "configs" / "smoke.json"])
     _infer(root, cohort, root.parent / "original")
     return root
@@ -169,7 +169,7 @@ def test_round_trip_installed_bundle_gives_identical_outputs(packed, trained, co
     done = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run",
          "--config_file", str([str(configs / "inference.json"), str(configs / "smoke.json")]),
-         "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(root),
+         "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(root), "--work_dir", str(root),
          "--dataset_dir", str(cohort), "--device", "cpu", "--output_dir", str(tmp_path / "by_monai")],
         env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
