@@ -38,14 +38,16 @@ def is_verbose() -> bool:
 
 
 def hold_quiet(level: int) -> None:
-    """Put the root logger back at ``level`` and, above INFO, hold :data:`QUIET_LOGGERS` at WARNING.
+    """Put the root logger back at ``level`` and, above INFO, hold :data:`QUIET_LOGGERS` at WARNING
+    (ignite's at CRITICAL: its "Engine run is terminating due to exception" repeats the error the
+    run ends with).
 
     Call it after anything that sets up logging on its own (a config's ``logging.conf``, a
     ``StatsHandler`` built by the config parser)."""
     logging.getLogger().setLevel(level)
     if level > logging.INFO:
         for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(max(logging.WARNING, level))
+            logging.getLogger(name).setLevel(logging.CRITICAL if name == "ignite" else max(logging.WARNING, level))
 
 
 @contextlib.contextmanager
