@@ -119,6 +119,17 @@ def test_pack_is_deterministic(packed, trained, tmp_path):
     assert (tmp_path / "new" / packed.name).read_bytes() == packed.read_bytes()
 
 
+def test_pack_takes_the_models_of_a_work_dir(packed, trained, tmp_path):
+    """The bundle folder holds no model (runs write under their work dir): the same archive, byte for byte."""
+    bare = _copy(tmp_path / NAME)
+    assert pack_bundle(bare, tmp_path / "a.zip", models_dir=trained / "models").read_bytes() == packed.read_bytes()
+    res = CliRunner().invoke(cli, ["bundle", "pack", str(bare), "--work-dir", str(trained), "--out", str(tmp_path / "b.zip")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b.zip").read_bytes() == packed.read_bytes()
+    res = CliRunner().invoke(cli, ["bundle", "pack", str(bare), "--run", "nothing_here", "--out", str(tmp_path / "c.zip")])
+    assert res.exit_code == 3 and "nothing_here/models: expected a trained model" in res.output
+
+
 def test_pack_refuses_no_model_and_a_version_outside_the_changelog(tmp_path):
     root = _copy(tmp_path / NAME)
     with pytest.raises(InputError, match=r"models: expected a trained model .* found none; .*--no-weights"):
