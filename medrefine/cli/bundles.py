@@ -9,7 +9,7 @@ MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train", "stage2", "
 
 @click.command()
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder holding bundles (default: the repository's bundles/ or $MEDREFINE_BUNDLES).")
+              help="Folder holding bundles (default: $MEDREFINE_BUNDLES, else the installed package's, else the repository's bundles/).")
 def bundles(root: str | None) -> None:
     """List the shipped bundles with their version, modes and description."""
     from medrefine.bundle import bundles_root, list_bundles
@@ -39,7 +39,7 @@ def bundles(root: str | None) -> None:
 @click.option("--run", "run_name", default=None, metavar="NAME",
               help="Name of the run under ./medrefine_runs/BUNDLE/ (default: 'default'); a new name starts afresh.")
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder holding bundles (default: the repository's bundles/).")
+              help="Folder holding bundles (default: $MEDREFINE_BUNDLES, else the installed package's, else the repository's bundles/).")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], work_dir: str | None,
         run_name: str | None, root: str | None, debug: bool) -> None:
