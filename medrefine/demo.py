@@ -75,6 +75,7 @@ def run_demo(
         **DEMO_RECIPE,
         **(recipe or {}),
         "dataset_dir": str(cohort),
+        "work_dir": str(out_dir),
         "model_dir": str(out_dir / "models"),
         "log_dir": str(out_dir / "logs"),
         "output_dir": str(out_dir / "refinement"),

@@ -36,7 +36,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHUNK = 1 << 20
 
 
-def pack_bundle(bundle_dir: str | Path, out: str | Path | None = None, *, weights: bool = True) -> Path:
+def pack_bundle(bundle_dir: str | Path, out: str | Path | None = None, *, weights: bool = True,
+                models_dir: str | Path | None = None) -> Path:
     """Write ``<name>_<version>.zip``: the bundle's configs, docs, LICENSE, trained models and manifest.
 
     The same files give the same archive byte for byte (sorted members, fixed time stamps and
@@ -49,6 +50,8 @@ def pack_bundle(bundle_dir: str | Path, out: str | Path | None = None, *, weight
             ``<name>_<version>.zip`` in the current folder.
         weights: include the trained models (``models/<name>.pt`` with ``<name>.json``); with
             False, pack configs and docs only. Default True.
+        models_dir: where the trained models are, when not in the bundle folder: a run's
+            ``<work_dir>/models`` (packed as ``models/`` all the same). Default: ``<bundle>/models``.
 
     Returns:
         The zip written (atomically).
@@ -70,11 +73,14 @@ def pack_bundle(bundle_dir: str | Path, out: str | Path | None = None, *, weight
     meta_file = root / "configs" / "metadata.json"
     verify_bundle_metadata(meta_file)
     version = bundle_version(meta_file)
-    if weights and not model_files(root):
-        raise InputError(f"{root / 'models'}: expected a trained model (model.pt with its model.json), found none; "
+    models = Path(models_dir) if models_dir is not None else root / "models"
+    trained = model_files(root, models) if weights else []
+    if weights and not trained:
+        raise InputError(f"{models}: expected a trained model (model.pt with its model.json), found none; "
                          "train the bundle first, or pass --no-weights to share the configs only")
-    files = bundle_files(root, weights=weights)
-    manifest = build_manifest(root, files, name=info.name, version=version)
+    files = sorted(bundle_files(root, weights=False) + trained)
+    sources = {rel: models / rel.split("/", 1)[1] for rel in trained}
+    manifest = build_manifest(root, files, name=info.name, version=version, sources=sources)
     target = Path(out) if out is not None else Path.cwd()
     if out is None or target.is_dir() or str(out).endswith(("/", os.sep)):
         target = target / f"{info.name}_{version}.zip"
@@ -82,7 +88,7 @@ def pack_bundle(bundle_dir: str | Path, out: str | Path | None = None, *, weight
         raise InputError(f"{target}: expected an output file ending in .zip, found {target.suffix or 'no suffix'!r}")
     with atomic_write(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for rel in files:
-            _add(archive, f"{info.name}/{rel}", root / rel)
+            _add(archive, f"{info.name}/{rel}", sources.get(rel, root / rel))
         text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
         archive.writestr(_zipinfo(f"{info.name}/{MANIFEST_FILE}", len(text.encode())), text)
     return target

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from medrefine.errors import InputError, did_you_mean
 
-__all__ = ["BundleInfo", "bundles_root", "list_bundles", "find_bundle", "config_files", "workflow_type", "MODES", "WORKFLOW_TYPES"]
+__all__ = ["BundleInfo", "bundles_root", "packaged_bundles", "list_bundles", "find_bundle", "config_files", "workflow_type", "MODES", "WORKFLOW_TYPES"]
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -53,17 +53,27 @@ class BundleInfo:
     modes: tuple[str, ...]
 
 
+def packaged_bundles() -> Path:
+    """``medrefine/bundles`` inside the installed package (a wheel carries the bundles there)."""
+    from importlib.resources import files
+
+    return Path(str(files("medrefine"))) / "bundles"
+
+
 def bundles_root() -> Path:
     """The folder holding the bundles.
 
-    ``$MEDREFINE_BUNDLES`` when set; else ``bundles/`` beside the package (a source checkout or
-    an editable install); else ``./bundles``.
+    ``$MEDREFINE_BUNDLES`` when set; else ``bundles/`` inside the installed package (a wheel:
+    ``site-packages/medrefine/bundles``); else ``bundles/`` beside the package (a source checkout
+    or an editable install); else ``./bundles``.
     """
     env = os.environ.get("MEDREFINE_BUNDLES")
     if env:
         return Path(env)
-    beside = Path(__file__).resolve().parents[2] / "bundles"
-    return beside if beside.is_dir() else Path.cwd() / "bundles"
+    for candidate in (packaged_bundles(), Path(__file__).resolve().parents[2] / "bundles"):
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd() / "bundles"
 
 
 def _config_file(configs: Path, stem: str) -> Path | None:

@@ -53,21 +53,28 @@ def _regular(path: Path, root: Path) -> bool:
     return path.is_file()
 
 
-def model_files(root: str | Path) -> list[str]:
+def model_files(root: str | Path, models: str | Path | None = None) -> list[str]:
     """The trained models of the bundle at ``root``: every ``models/<name>.pt`` with its ``<name>.json``.
 
+    Args:
+        root: the bundle folder.
+        models: the folder holding the models, when not ``<root>/models`` (a run's work
+            directory, ``<work_dir>/models``); they are listed as ``models/<name>`` all the same.
+
     Returns:
-        Sorted POSIX paths relative to ``root``, weights and descriptions both.
+        Sorted POSIX paths relative to ``root`` (as the shared bundle holds them), weights and
+        descriptions both.
     """
     root = Path(root)
     found: list[str] = []
-    models = root / "models"
-    if not models.is_dir():
+    folder = Path(models) if models is not None else root / "models"
+    if not folder.is_dir():
         return found
-    for weights in sorted(models.glob("*.pt")):
+    base = folder if models is not None else root
+    for weights in sorted(folder.glob("*.pt")):
         description = weights.with_suffix(".json")
-        if _regular(weights, root) and description.exists() and _regular(description, root):
-            found += [weights.relative_to(root).as_posix(), description.relative_to(root).as_posix()]
+        if _regular(weights, base) and description.exists() and _regular(description, base):
+            found += [f"models/{weights.name}", f"models/{description.name}"]
     return sorted(found)
 
 
@@ -96,8 +103,12 @@ def bundle_files(root: str | Path, *, weights: bool = True) -> list[str]:
     return sorted(found)
 
 
-def build_manifest(root: str | Path, files: list[str], *, name: str, version: str) -> dict[str, Any]:
+def build_manifest(root: str | Path, files: list[str], *, name: str, version: str,
+                   sources: dict[str, Path] | None = None) -> dict[str, Any]:
     """The manifest of ``files`` under ``root``: ``{"format", "name", "version", "medrefine_version", "files"}``.
+
+    ``sources`` maps a path of ``files`` to the file to read when it is not ``root / path`` (the
+    models of a run's work directory).
 
     ``files`` maps each path to ``{"sha256": ..., "size": ...}``, in sorted order, with no time
     stamp, so the same files give the same manifest.
@@ -105,7 +116,9 @@ def build_manifest(root: str | Path, files: list[str], *, name: str, version: st
     from medrefine import __version__
 
     root = Path(root)
-    entries = {rel: {"sha256": file_sha256(root / rel), "size": (root / rel).stat().st_size} for rel in sorted(files)}
+    where = dict(sources or {})
+    paths = {rel: Path(where.get(rel, root / rel)) for rel in files}
+    entries = {rel: {"sha256": file_sha256(paths[rel]), "size": paths[rel].stat().st_size} for rel in sorted(files)}
     return {"format": MANIFEST_FORMAT, "name": name, "version": version, "medrefine_version": __version__, "files": entries}
 
 

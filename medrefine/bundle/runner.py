@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from medrefine.bundle.discovery import BundleInfo, config_files, find_bundle, workflow_type
+from medrefine.bundle.overrides import check_overrides, merged_config
+from medrefine.bundle.verbosity import hold_quiet, run_verbosity
 from medrefine.errors import InputError, MedrefineError
 
-__all__ = ["create_workflow", "parse_overrides", "run_bundle", "run_workflow"]
+__all__ = ["create_workflow", "run_bundle", "run_workflow"]
 
 logger = logging.getLogger(__name__)
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """``["epochs=2", "device='cpu'", "net#channels=[8,16]"]`` -> ``{"epochs": 2, ...}``.
-
-    The value is parsed as JSON when it is valid JSON (numbers, booleans, lists, quoted strings)
-    and kept as a plain string otherwise, so ``dataset_dir=/data/x`` works unquoted.
-
-    Raises:
-        InputError: an item has no ``=`` or an empty key.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"override {item!r} must look like key=value (nested keys with '#', e.g. network_def#channels=[8,16])")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 #: Longest wait (s) for the worker threads a failed run left behind (CacheDataset's thread pool).
@@ -114,8 +94,12 @@ def create_workflow(
     ``evaluate``/``inference``: ``"infer"``; see :data:`~medrefine.bundle.discovery.WORKFLOW_TYPES`),
     and MONAI's ``check_properties`` runs on the merged config before anything is run.
 
+    Every override key must name an entry of the merged config (``#`` for nested keys) unless
+    written ``+key`` (a new key on purpose); see :func:`~medrefine.bundle.overrides.check_overrides`.
+
     Raises:
-        InputError: the merged config lacks a property MONAI requires of the workflow type, or
+        InputError: an override names a key the config lacks (with a did-you-mean); the merged
+            config lacks a property MONAI requires of the workflow type, or
             names an optional one under a wrong id — one line naming the bundle, mode, config
             files and keys.
     """
@@ -125,21 +109,26 @@ def create_workflow(
     files = config_files(info, mode, extra_configs)
     logging_conf = info.path / "configs" / "logging.conf"
     kind = workflow_type(mode)
+    where = f"bundle {info.name!r} mode {mode!r} ({', '.join(f.name for f in files)})"
+    overrides = check_overrides(merged_config(files), overrides or {}, where=where)
+    level = logging.getLogger().level or logging.WARNING  # the caller's; the config's logging.conf resets it
+    hold_quiet(level)
     workflow = ConfigWorkflow(
         config_file=[str(f) for f in files],
         meta_file=str(info.path / "configs" / "metadata.json"),
         logging_file=str(logging_conf) if logging_conf.is_file() else None,
         run_id=run_id,
         workflow_type=kind,
-        **{"bundle_root": str(info.path), **(overrides or {})},
+        **{"bundle_root": str(info.path), **overrides},
     )
-    where = f"bundle {info.name!r} mode {mode!r} ({', '.join(f.name for f in files)})"
+    hold_quiet(level)
     missing = _required_missing(workflow)
     if missing:
         keys = ", ".join(f"{cid!r} ({name})" for name, cid in missing)
         raise InputError(f"{where}: the config lacks what MONAI requires of a {kind} workflow: {keys}")
     with medrefine_errors():
         workflow.initialize()
+        hold_quiet(level)  # the StatsHandlers the config built set their loggers to INFO
         problems = workflow.check_properties()
     if problems:
         raise InputError(f"{where}: MONAI's property check of a {kind} workflow fails for {problems} "
@@ -173,10 +162,11 @@ def run_bundle(
     """
     info = bundle if isinstance(bundle, BundleInfo) else find_bundle(bundle)
     logger.info("running %s %s", info.name, mode)
-    workflow = create_workflow(info, mode, overrides, extra_configs=extra_configs, run_id=run_id)
-    with medrefine_errors():
-        workflow.run()
-        workflow.finalize()
+    with run_verbosity():
+        workflow = create_workflow(info, mode, overrides, extra_configs=extra_configs, run_id=run_id)
+        with medrefine_errors():
+            workflow.run()
+            workflow.finalize()
 
 
 def run_workflow(
@@ -203,8 +193,9 @@ def run_workflow(
     Raises:
         InputError: see :func:`create_workflow`.
     """
-    workflow = create_workflow(bundle, mode, overrides, extra_configs=extra_configs)
-    with medrefine_errors():
-        workflow.run()
-        workflow.finalize()
+    with run_verbosity():
+        workflow = create_workflow(bundle, mode, overrides, extra_configs=extra_configs)
+        with medrefine_errors():
+            workflow.run()
+            workflow.finalize()
     return workflow

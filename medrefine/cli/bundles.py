@@ -9,7 +9,7 @@ MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train", "stage2", "
 
 @click.command()
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder holding bundles (default: the repository's bundles/ or $MEDREFINE_BUNDLES).")
+              help="Folder holding bundles (default: $MEDREFINE_BUNDLES, else the installed package's, else the repository's bundles/).")
 def bundles(root: str | None) -> None:
     """List the shipped bundles with their version, modes and description."""
     from medrefine.bundle import bundles_root, list_bundles
@@ -28,13 +28,21 @@ def bundles(root: str | None) -> None:
 @click.argument("bundle")
 @click.argument("mode", default="train")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value (repeatable); nested keys with '#', values parsed as JSON when possible.")
+              help="Override a config value (repeatable): the key must exist in the bundle's merged config "
+                   "(nested keys with '#'; a new key on purpose: +KEY=VALUE); the value is read as JSON, "
+                   "else as a Python literal (\"['liver','spleen']\"), else as plain text.")
 @click.option("--config", "extra", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra config file layered on top (repeatable).")
+@click.option("--work-dir", "work_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder the run writes into: models/, logs/, eval/, inference/ "
+                   "(default: ./medrefine_runs/BUNDLE/RUN). Evaluate and inference read the model there.")
+@click.option("--run", "run_name", default=None, metavar="NAME",
+              help="Name of the run under ./medrefine_runs/BUNDLE/ (default: 'default'); a new name starts afresh.")
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder holding bundles (default: the repository's bundles/).")
+              help="Folder holding bundles (default: $MEDREFINE_BUNDLES, else the installed package's, else the repository's bundles/).")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
-def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], root: str | None, debug: bool) -> None:
+def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], work_dir: str | None,
+        run_name: str | None, root: str | None, debug: bool) -> None:
     """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation) of BUNDLE.
 
     A thin wrapper over `python -m monai.bundle run`: it picks the bundle's config layers for the
@@ -45,17 +53,31 @@ def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], r
     code 3 (other failures: exit 1; --debug shows the traceback). Config values and --set values
     starting with '$' are Python expressions: run only bundles and values you trust.
 
+    Everything a run writes goes under its work directory, ./medrefine_runs/BUNDLE/default unless
+    --run NAME or --work-dir DIR names another; the bundle's folder is only read. Train resumes
+    from the checkpoint in the work directory when it holds the same model, and stops with one
+    line when it holds another (start afresh with --run NEW, or --set resume=false).
+
     \b
     Examples:
       medrefine run annotation_refinement train --set epochs=2 --set dataset_dir=cohort
-      medrefine run annotation_refinement inference --set device=cpu
+      medrefine run annotation_refinement inference --set dataset_dir=cohort
+      medrefine run multiorgan_ct_segmentation train --run smoke --set dataset_dir=cohort
+      medrefine run multiorgan_ct_segmentation train --set "structures=['liver','spleen']" --set +my_key=1
     """
+    import os
     import traceback
 
     from medrefine.bundle import find_bundle, parse_overrides, run_bundle
     from medrefine.errors import MedrefineError
 
     overrides = parse_overrides(sets)
+    if work_dir is not None and run_name is not None:
+        raise click.UsageError("give --work-dir or --run, not both (--run NAME means --work-dir ./medrefine_runs/BUNDLE/NAME)")
+    if work_dir is not None:
+        overrides["work_dir"] = os.path.abspath(work_dir)
+    if run_name is not None:
+        overrides["run_name"] = run_name
     code = sorted(k for k, v in overrides.items() if isinstance(v, str) and v.lstrip().startswith("$"))
     if code:
         click.echo(f"Warning: --set {', '.join(code)}: values starting with '$' run as Python code; "

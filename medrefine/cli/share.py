@@ -16,7 +16,8 @@ def bundle() -> None:
 
     \b
     Examples:
-      medrefine bundle pack work/multiorgan_ct_segmentation --out multiorgan_ct_segmentation_0.1.0.zip
+      medrefine bundle pack multiorgan_ct_segmentation --out multiorgan_ct_segmentation_0.1.0.zip
+      medrefine bundle pack multiorgan_ct_segmentation --work-dir runs/ct --out shared/
       medrefine bundle verify multiorgan_ct_segmentation_0.1.0.zip
       medrefine bundle install multiorgan_ct_segmentation_0.1.0.zip --to ~/bundles
     """
@@ -27,17 +28,35 @@ def bundle() -> None:
 @click.option("--out", type=click.Path(dir_okay=True), default=None,
               help="The .zip to write, or a folder (existing, or ending in /) for NAME_VERSION.zip (default: here).")
 @click.option("--no-weights", is_flag=True, help="Pack configs, docs and LICENSE only (no trained model needed).")
-def pack(bundle_dir: str, out: str | None, no_weights: bool) -> None:
+@click.option("--work-dir", "work_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The run whose models/ to pack (as given to medrefine run --work-dir).")
+@click.option("--run", "run_name", default=None, metavar="NAME",
+              help="The run under ./medrefine_runs/BUNDLE/ whose models/ to pack (default: 'default', or the "
+                   "bundle folder's own models/ when it has them).")
+def pack(bundle_dir: str, out: str | None, no_weights: bool, work_dir: str | None, run_name: str | None) -> None:
     """Pack BUNDLE_DIR (a folder, or a shipped bundle's name) into a zip for sharing.
 
     The archive holds one folder named after the bundle: configs/, docs/, LICENSE, the trained
-    models (each models/NAME.pt with its models/NAME.json) and manifest.json with the sha256 and
+    models of a run (each models/NAME.pt with its models/NAME.json, from the run's work
+    directory: --work-dir DIR, --run NAME, or ./medrefine_runs/BUNDLE/default) and manifest.json with the sha256 and
     size of every file. The version is metadata's, which must be the newest changelog entry.
     Checkpoints, logs and outputs stay out. The same files give the same archive, byte for byte.
     """
-    from medrefine.bundle.archive import pack_bundle
+    from pathlib import Path
 
-    path = pack_bundle(bundle_dir, out, weights=not no_weights)
+    from medrefine.bundle import default_work_dir, find_bundle
+    from medrefine.bundle.archive import pack_bundle
+    from medrefine.bundle.manifest import model_files
+
+    if work_dir is not None and run_name is not None:
+        raise click.UsageError("give --work-dir or --run, not both")
+    info = find_bundle(bundle_dir)
+    models = None
+    if work_dir is not None:
+        models = Path(work_dir) / "models"
+    elif run_name is not None or not model_files(info.path):
+        models = Path(default_work_dir(info.name, run_name or "default")) / "models"
+    path = pack_bundle(info.path, out, weights=not no_weights, models_dir=models)
     click.echo(f"packed {path}")
 
 

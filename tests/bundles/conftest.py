@@ -29,7 +29,7 @@ def torchrun_train(tmp_path) -> Callable[..., Path]:
             "-m", "monai.bundle", "run",
             "--config_file", str([str(configs / f) for f in ("train.json", "multi_gpu_train.json", "smoke.json")]),
             "--meta_file", str(configs / "metadata.json"),
-            "--bundle_root", str(root), "--dataset_dir", str(cohort), *args,
+            "--bundle_root", str(root), "--work_dir", str(root), "--dataset_dir", str(cohort), *args,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -206,15 +206,17 @@ def base(tmp_path_factory) -> Path:
     for bundle in BUNDLES:
         shutil.copytree(bundle.path, root / bundle.name, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
         if _smoke_cohort(bundle) == "lesions":  # inference ensembles trained fold models: train one fold (seconds)
-            run_bundle(root / bundle.name, "train", {"dataset_dir": str(root / "lesions"), "device": "cpu"},
+            run_bundle(root / bundle.name, "train", {"dataset_dir": str(root / "lesions"), "device": "cpu",
+                                                      "work_dir": str(root / bundle.name)},
                        extra_configs=[root / bundle.name / "configs" / "smoke.json"])
         if _smoke_cohort(bundle) == "cine":  # code fitting needs a trained network: one epoch (seconds)
-            run_bundle(root / bundle.name, "train", {"dataset_dir": str(root / "cine"), "device": "cpu", "epochs": 1},
+            run_bundle(root / bundle.name, "train", {"dataset_dir": str(root / "cine"), "device": "cpu", "epochs": 1,
+                                                      "work_dir": str(root / bundle.name)},
                        extra_configs=[root / bundle.name / "configs" / "smoke.json"])
     # annotation_refinement's case loader is sized by the trained model: train it once (seconds)
     near = root / "annotation_refinement"
     if near.is_dir():
-        run_bundle(near, "train", {"dataset_dir": str(cohort), "device": "cpu"}, extra_configs=[near / "configs" / "smoke.json"])
+        run_bundle(near, "train", {"dataset_dir": str(cohort), "device": "cpu", "work_dir": str(near)}, extra_configs=[near / "configs" / "smoke.json"])
     return root
 
 
@@ -233,7 +235,7 @@ def _setup(base: Path, tmp_path: Path, bundle, kind: str) -> tuple[Path, Path, d
         named = lesion.parent if lesion is not None else cine[0].parent if cine is not None else cohort / "images"
     else:
         named = _break(kind, cohort)
-    overrides = {"dataset_dir": str(dataset), "device": "cpu", "bundle_root": str(run_root)}
+    overrides = {"dataset_dir": str(dataset), "device": "cpu", "bundle_root": str(run_root), "work_dir": str(run_root)}
     if kind == "transform_missing":
         overrides["require_transform"] = True
     if kind == "output_is_input":
@@ -322,7 +324,7 @@ def test_pickle_payload_in_a_bundle_is_refused_not_executed(base, tmp_path, plan
     shutil.copytree(base / "annotation_refinement", run_root)
     (run_root / planted).write_bytes(pickle.dumps({"trainer": _Payload(marker)}))
     mode = "train" if "latest" in planted else "inference"
-    overrides = {"dataset_dir": str(base / "cohort"), "device": "cpu", "bundle_root": str(run_root),
+    overrides = {"dataset_dir": str(base / "cohort"), "device": "cpu", "bundle_root": str(run_root), "work_dir": str(run_root),
                  "output_dir": str(tmp_path / "out")}
     with pytest.raises(InputError, match=rf"{planted.split('/')[-1]}: expected a .* holding tensors and plain values only.*refused") as info:
         run_bundle(run_root, mode, overrides, extra_configs=[run_root / "configs" / "smoke.json"])
@@ -418,12 +420,12 @@ def _cine_bundle():
 
 
 def test_cine_work_dir_inside_the_dataset_is_refused(base, tmp_path):
-    """cardiac_motion's pre-processed arrays (`work_dir`, NIMOSEF's `<dataset>/derivatives`) stay out of the dataset."""
+    """cardiac_motion's pre-processed arrays (`derivatives_dir`, NIMOSEF's `<dataset>/derivatives`) stay out of the dataset."""
     cohort, _, overrides = _setup(base, tmp_path, _cine_bundle(), "output_is_input")
     overrides.pop("output_dir")
     inputs, work = _hashes(cohort), cohort / "derivatives" / "implicit_run"
     with pytest.raises(InputError, match=rf"{work}: expected a working folder outside the dataset"):
-        run_bundle(overrides["bundle_root"], "train", {**overrides, "work_dir": str(work)},
+        run_bundle(overrides["bundle_root"], "train", {**overrides, "derivatives_dir": str(work)},
                    extra_configs=[Path(overrides["bundle_root"]) / "configs" / "smoke.json"])
     assert _hashes(cohort) == inputs and not work.exists()
 

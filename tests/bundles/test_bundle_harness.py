@@ -6,7 +6,7 @@ A bundle is covered by being added to the folder. For each one this module
 2. runs each of its modes (train, evaluate, inference) through ``monai.bundle.ConfigWorkflow``
    on a tiny cardiac phantom cohort, layering the bundle's ``configs/smoke.json`` (the bundle's
    own "make it tiny" override: few epochs, small grids) and pointing ``dataset_dir``,
-   ``bundle_root`` and ``device`` at the test's folders;
+   ``bundle_root``, ``work_dir`` and ``device`` at the test's folders;
 3. checks that ``multi_gpu_train`` (when present) merges with train and names a distributed
    sampler or DDP wrapper.
 """
@@ -80,7 +80,7 @@ def test_bundle_configs_run(bundle, request, tmp_path):
     root = tmp_path / bundle.name
     shutil.copytree(bundle.path, root, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
     for mode in (m for m in RUN_ORDER if m in bundle.modes):
-        run_workflow(root, mode, {"dataset_dir": str(tiny_cohort), "device": "cpu"},
+        run_workflow(root, mode, {"dataset_dir": str(tiny_cohort), "device": "cpu", "work_dir": str(root)},
                      extra_configs=[root / "configs" / "smoke.json"])
         if mode == "train":
             assert any((root / "models").glob("*.pt")), f"{bundle.name}: train wrote no models/*.pt"
@@ -97,7 +97,7 @@ def test_bundle_configs_run(bundle, request, tmp_path):
     key = next(k for k in ("window", "hu_window", "pixdim") if k in model.preprocessing)
     wrong = [v + 7.0 for v in model.preprocessing[key]]
     with pytest.raises(InputError, match=rf"\.json: config key `{key}` is .* but the model was trained with"):
-        run_workflow(root, "inference", {"dataset_dir": str(tiny_cohort), "device": "cpu", key: wrong},
+        run_workflow(root, "inference", {"dataset_dir": str(tiny_cohort), "device": "cpu", "work_dir": str(root), key: wrong},
                      extra_configs=[root / "configs" / "smoke.json"])
 
 

@@ -29,7 +29,7 @@ def cohort(tmp_path_factory) -> Path:
 
 
 def _run(root: Path, mode: str, dataset_dir: Path, **overrides) -> None:
-    run_workflow(root, mode, {"dataset_dir": str(dataset_dir), "device": "cpu", **overrides},
+    run_workflow(root, mode, {"dataset_dir": str(dataset_dir), "device": "cpu", "work_dir": str(root), **overrides},
                  extra_configs=[root / "configs" / "smoke.json"])
 
 

@@ -38,7 +38,7 @@ def _describe(bundle, data: Path, models: Path):
 
     parser = ConfigParser()
     parser.read_config([str(bundle.path / "configs" / "train.json"), str(bundle.path / "configs" / "smoke.json")])
-    parser.update({"dataset_dir": str(data), "bundle_root": str(models.parent), "device": "cpu"})
+    parser.update({"dataset_dir": str(data), "bundle_root": str(models.parent), "work_dir": str(models.parent), "device": "cpu"})
     save_model(parser.get_parsed_content("network_def"), models)
     return read_model(models)
 

@@ -27,7 +27,7 @@ def test_two_process_training(tmp_path):
         "-m", "monai.bundle", "run",
         "--config_file", str([str(configs / "train.json"), str(configs / "multi_gpu_train.json"), str(configs / "smoke.json")]),
         "--meta_file", str(configs / "metadata.json"),
-        "--bundle_root", str(root), "--dataset_dir", str(cohort), "--batch_size", "4",
+        "--bundle_root", str(root), "--work_dir", str(root), "--dataset_dir", str(cohort), "--batch_size", "4",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

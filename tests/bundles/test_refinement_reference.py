@@ -32,7 +32,7 @@ def test_changing_the_reference_changes_no_exported_weight(tmp_path):
     for name, data in (("a", cohort), ("b", other)):
         root = tmp_path / f"bundle_{name}"
         shutil.copytree(bundle.path, root, ignore=shutil.ignore_patterns("models", "logs", "eval"))
-        run_workflow(root, "train", {"dataset_dir": str(data), "device": "cpu", "val_interval": 1},
+        run_workflow(root, "train", {"dataset_dir": str(data), "device": "cpu", "val_interval": 1, "work_dir": str(root)},
                      extra_configs=[root / "configs" / "smoke.json"])
         weights.append(torch.load(root / "models" / "model.pt", weights_only=True))
         histories.append((root / "logs" / "history.csv").read_text())

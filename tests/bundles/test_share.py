@@ -40,7 +40,7 @@ def _copy(dest: Path) -> Path:
 
 
 def _infer(root: Path, cohort: Path, output: Path) -> None:
-    run_workflow(root, "inference", {"dataset_dir": str(cohort), "device": "cpu", "output_dir": str(output)},
+    run_workflow(root, "inference", {"dataset_dir": str(cohort), "device": "cpu", "output_dir": str(output), "work_dir": str(root)},
                  extra_configs=[root / "configs" / "smoke.json"])
 
 
@@ -53,7 +53,7 @@ def cohort(tiny_cohort) -> Path:
 def trained(tmp_path_factory, cohort) -> Path:
     """The bundle trained for one smoke epoch, with the inference of the cohort in ``<root>/../original``."""
     root = _copy(tmp_path_factory.mktemp("share_work") / NAME)
-    run_workflow(root, "train", {"dataset_dir": str(cohort), "device": "cpu", "epochs": 1},
+    run_workflow(root, "train", {"dataset_dir": str(cohort), "device": "cpu", "epochs": 1, "work_dir": str(root)},
                  extra_configs=[root / "configs" / "smoke.json"])
     _infer(root, cohort, root.parent / "original")
     return root
@@ -119,6 +119,17 @@ def test_pack_is_deterministic(packed, trained, tmp_path):
     assert (tmp_path / "new" / packed.name).read_bytes() == packed.read_bytes()
 
 
+def test_pack_takes_the_models_of_a_work_dir(packed, trained, tmp_path):
+    """The bundle folder holds no model (runs write under their work dir): the same archive, byte for byte."""
+    bare = _copy(tmp_path / NAME)
+    assert pack_bundle(bare, tmp_path / "a.zip", models_dir=trained / "models").read_bytes() == packed.read_bytes()
+    res = CliRunner().invoke(cli, ["bundle", "pack", str(bare), "--work-dir", str(trained), "--out", str(tmp_path / "b.zip")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b.zip").read_bytes() == packed.read_bytes()
+    res = CliRunner().invoke(cli, ["bundle", "pack", str(bare), "--run", "nothing_here", "--out", str(tmp_path / "c.zip")])
+    assert res.exit_code == 3 and "nothing_here/models: expected a trained model" in res.output
+
+
 def test_pack_refuses_no_model_and_a_version_outside_the_changelog(tmp_path):
     root = _copy(tmp_path / NAME)
     with pytest.raises(InputError, match=r"models: expected a trained model .* found none; .*--no-weights"):
@@ -169,7 +180,7 @@ def test_round_trip_installed_bundle_gives_identical_outputs(packed, trained, co
     done = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run",
          "--config_file", str([str(configs / "inference.json"), str(configs / "smoke.json")]),
-         "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(root),
+         "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(root), "--work_dir", str(root),
          "--dataset_dir", str(cohort), "--device", "cpu", "--output_dir", str(tmp_path / "by_monai")],
         env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -95,6 +95,29 @@ def test_cli_bundles_and_run(tmp_path):
     assert res.exit_code == 3 and "no bundle 'nope'" in res.output
 
 
+def test_cli_run_refuses_an_unknown_key_before_running(tmp_path):
+    _fake_bundle(tmp_path, "toy")
+    res = CliRunner().invoke(cli, ["run", "toy", "train", "--root", str(tmp_path), "--set", "mesage=hi"])
+    assert res.exit_code == 3, res.output
+    assert res.output.strip().splitlines() == [
+        "Error: --set mesage: bundle 'toy' mode 'train' (train.json) has no key 'mesage'. Did you mean 'message'? "
+        "(to add a new key on purpose write --set +mesage=...)"]
+    assert not (tmp_path / "toy_out.txt").exists()  # nothing ran
+    res = CliRunner().invoke(cli, ["run", "toy", "train", "--root", str(tmp_path), "--set", "train#trainer#max_epoch=2"])
+    assert res.exit_code == 3 and "has no key 'max_epoch' under 'train#trainer'. Did you mean 'max_epochs'?" in res.output
+
+
+def test_cli_run_reads_python_lists_and_new_keys(tmp_path):
+    _fake_bundle(tmp_path, "toy")
+    res = CliRunner().invoke(cli, ["run", "toy", "train", "--root", str(tmp_path),
+                                   "--set", "+words=['liver','spleen']", "--set", "message=$'+'.join(@words)"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "toy_out.txt").read_text() == "liver+spleen"  # a list of two, not the string "['liver'..."
+    res = CliRunner().invoke(cli, ["run", "toy", "train", "--root", str(tmp_path), "--set", "message='a b'"])
+    assert res.exit_code == 0 and (tmp_path / "toy_out.txt").read_text() == "a b"
+    assert "+KEY=VALUE" in CliRunner().invoke(cli, ["run", "--help"]).output
+
+
 def test_cli_help_lists_commands():
     res = CliRunner().invoke(cli, ["--help"])
     assert res.exit_code == 0, res.output

@@ -188,6 +188,6 @@ def test_refinement_bundle_trains_on_a_prepared_folder(tmp_path, monkeypatch):
     assert _run("prepare", "--images", "raw/images", "--labels", "raw/labels", "--out", "prep", "--size", 16).exit_code == 0
     root = tmp_path / "bundle"
     shutil.copytree(find_bundle("annotation_refinement").path, root, ignore=shutil.ignore_patterns("models", "eval"))
-    run_workflow(root, "train", {"dataset_dir": str(tmp_path / "prep"), "device": "cpu", "epochs": 1, "num_classes": 3},
+    run_workflow(root, "train", {"dataset_dir": str(tmp_path / "prep"), "device": "cpu", "epochs": 1, "num_classes": 3, "work_dir": str(root)},
                  extra_configs=[root / "configs" / "smoke.json"])
     assert (root / "models" / "model.pt").is_file()

@@ -169,7 +169,9 @@ def test_built_from_bundle_config(blob_cases, tmp_path):
 def test_resume_refuses_a_foreign_checkpoint(blob_cases, tmp_path):
     _trainer(blob_cases[:2], tmp_path, max_epochs=1).run()
     other = _trainer(blob_cases, tmp_path, max_epochs=2)  # 3 cases: another latent table
-    with pytest.raises(InputError, match=r"latest_checkpoint_epoch=1\.pt: the checkpoint does not fit this training set-up"):
+    with pytest.raises(InputError, match=r"ckpt: holds a checkpoint \(latest_checkpoint_epoch=1\.pt\) of "
+                                         r"medrefine\.networks\.ImplicitRefiner that differs from the configured model "
+                                         r"\(num_cases 2 there, 3 here\); start afresh with --run NEW"):
         other.run()
 
 

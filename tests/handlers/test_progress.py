@@ -49,3 +49,86 @@ def test_disabled_attaches_nothing():
     before = sum(len(engine._event_handlers[ev]) for ev in engine._event_handlers)
     EpochProgress(enabled=False).attach(engine)
     assert sum(len(engine._event_handlers[ev]) for ev in engine._event_handlers) == before
+
+
+def test_one_summary_line_per_validation(monkeypatch):
+    lines = []
+
+    class FakeBar:
+        fp = None
+
+        def __init__(self, total, initial, **kwargs):
+            self.n = initial
+
+        def set_postfix(self, postfix, refresh=False):
+            pass
+
+        def update(self, n):
+            self.n += n
+
+        def write(self, line, file=None):
+            lines.append(line)
+
+        def close(self):
+            pass
+
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    trainer = Engine(lambda e, batch: {"loss": 1.0})
+    evaluator = Engine(lambda e, batch: None)
+    scores = iter([0.5, 0.25])
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def _score(e):
+        e.state.metrics = {"val_mean_dice": next(scores), "note": "text is skipped"}
+        best = max(getattr(e.state, "best_metric", -1.0), e.state.metrics["val_mean_dice"])
+        if best != getattr(e.state, "best_metric", None):
+            e.state.best_metric, e.state.best_metric_epoch = best, trainer.state.epoch
+
+    @trainer.on(Events.EPOCH_COMPLETED(every=2))
+    def _validate(e):
+        evaluator.run(range(1))
+
+    EpochProgress(evaluator=evaluator).attach(trainer)
+    trainer.run(range(2), max_epochs=4)
+    assert lines == ["epoch 2/4: val_mean_dice 0.5000 (best 0.5000 at epoch 2)",
+                     "epoch 4/4: val_mean_dice 0.2500 (best 0.5000 at epoch 2)"]
+
+
+def test_summary_lines_are_thinned_to_max_lines(monkeypatch):
+    lines = []
+
+    class FakeBar:
+        fp = None
+
+        def __init__(self, total, initial, **kwargs):
+            pass
+
+        def set_postfix(self, postfix, refresh=False):
+            pass
+
+        def update(self, n):
+            pass
+
+        def write(self, line, file=None):
+            lines.append(line)
+
+        def close(self):
+            pass
+
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    trainer = Engine(lambda e, batch: {"loss": 1.0})
+    evaluator = Engine(lambda e, batch: None)
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def _score(e):
+        e.state.metrics = {"acc": 0.5}
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run(range(1)))  # val_interval=1
+    EpochProgress(evaluator=evaluator, max_lines=4).attach(trainer)
+    trainer.run(range(1), max_epochs=10)
+    # every ceil(10 / 4) = 3 epochs from the first, and the last epoch
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == [1, 4, 7, 10]

@@ -102,14 +102,58 @@ def test_resume_false_and_too_few_epochs(tmp_path):
     engine = Engine(lambda e, b: None)
     ResumeHandler(tmp_path, {"network": net}).attach(engine)
     engine.run([0], max_epochs=4)
-    again = Engine(lambda e, b: None)
-    ResumeHandler(tmp_path, {"network": net}, resume=False).attach(again)
-    again.run([0], max_epochs=1)
-    assert again.state.epoch == 1
     shorter = Engine(lambda e, b: None)
     ResumeHandler(tmp_path, {"network": net}).attach(shorter)
     with pytest.raises(InputError, match=r"at epoch 4, beyond max_epochs 2"):
         shorter.run([0], max_epochs=2)
+    again = Engine(lambda e, b: None)
+    ResumeHandler(tmp_path, {"network": net}, resume=False).attach(again)
+    again.run([0], max_epochs=1)
+    assert again.state.epoch == 1
+    # the epoch-4 checkpoint was replaced: a later run continues the fresh one, not the old one
+    assert [p.name for p in tmp_path.glob("*.pt")] == ["latest_checkpoint_epoch=1.pt"]
+
+
+def _described(net, **arguments):
+    from medrefine.networks.describe import record_init_args
+
+    return record_init_args(net, "torch.nn.Linear", arguments)
+
+
+def test_checkpoint_of_another_network_is_refused_before_the_first_epoch(tmp_path):
+    small = _described(torch.nn.Linear(2, 1), in_features=2, out_features=1)
+    ResumeHandler(tmp_path, {"network": small}).attach(first := Engine(lambda e, b: None))
+    first.run([0], max_epochs=2)
+    import json
+
+    described = json.loads((tmp_path / "latest_checkpoint.json").read_text())["network"]
+    assert described == {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 1}
+
+    big = _described(torch.nn.Linear(2, 5, bias=False), in_features=2, out_features=5, bias=False)
+    steps = []
+    second = Engine(lambda e, b: steps.append(b))
+    ResumeHandler(tmp_path, {"network": big}).attach(second)
+    with pytest.raises(InputError) as info:
+        second.run([0], max_epochs=4)
+    assert str(info.value) == (
+        f"{tmp_path}: holds a checkpoint (latest_checkpoint_epoch=2.pt) of torch.nn.Linear that differs from the "
+        "configured model (bias (unset) there, false here; out_features 1 there, 5 here); start afresh with --run NEW "
+        f"(or --work-dir NEW), --set resume=false (replaces it), or delete {tmp_path}")
+    assert steps == [] and (tmp_path / "latest_checkpoint_epoch=2.pt").is_file()  # nothing ran, nothing replaced
+
+    # the same network (another instance, same arguments) resumes
+    same = _described(torch.nn.Linear(2, 1), in_features=2, out_features=1)
+    third = Engine(lambda e, b: steps.append(b))
+    ResumeHandler(tmp_path, {"network": same}).attach(third)
+    third.run([0], max_epochs=3)
+    assert third.state.epoch == 3 and steps == [0]  # epochs 1-2 came from the checkpoint: one epoch ran
+    assert torch.equal(same.weight, small.weight)  # loaded from the checkpoint (no optimiser: unchanged since)
+
+    # resume=False starts the other network afresh and describes it
+    fresh = Engine(lambda e, b: None)
+    ResumeHandler(tmp_path, {"model": big}, resume=False).attach(fresh)
+    fresh.run([0], max_epochs=1)
+    assert json.loads((tmp_path / "latest_checkpoint.json").read_text())["network"]["out_features"] == 5
 
 
 def test_argument_errors():

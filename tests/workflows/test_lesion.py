@@ -62,7 +62,7 @@ def test_ensemble_by_hand():
 
 def _train(root: Path, dataset: Path, folds_file: Path, **settings) -> Path:
     shutil.copytree(BUNDLE, root, ignore=shutil.ignore_patterns("models", "eval"))
-    run_workflow(root, "train", {"dataset_dir": str(dataset), "device": "cpu", "folds_file": str(folds_file),
+    run_workflow(root, "train", {"dataset_dir": str(dataset), "device": "cpu", "folds_file": str(folds_file), "work_dir": str(root),
                                  "epochs": 3, "num_folds": 3, "inner_folds": 2, **settings}, extra_configs=[SMOKE])
     return root / "models"
 
@@ -104,5 +104,5 @@ def test_bad_input_stops_before_anything_is_written(cohort_dir, tmp_path):
     root = tmp_path / "run"
     shutil.copytree(BUNDLE, root)
     with pytest.raises(InputError, match=rf"^{path}: expected a diameter"):
-        run_workflow(root, "train", {"dataset_dir": str(broken), "device": "cpu"}, extra_configs=[SMOKE])
+        run_workflow(root, "train", {"dataset_dir": str(broken), "device": "cpu", "work_dir": str(root)}, extra_configs=[SMOKE])
     assert not (root / "models").exists() and not (root / "folds.json").exists()

@@ -98,7 +98,7 @@ def test_stage2_without_the_second_stage1_model_fails_clearly(tmp_path):
     root = tmp_path / "bundle"
     shutil.copytree(find_bundle("point_supervised_segmentation").path, root)
     smoke = root / "configs" / "smoke.json"
-    common = {"dataset_dir": str(tmp_path / "cohort"), "device": "cpu"}
+    common = {"dataset_dir": str(tmp_path / "cohort"), "device": "cpu", "work_dir": str(root)}
     run_workflow(root, "train", common, extra_configs=[smoke])
     assert (root / "models" / "stage1_unet.pt").is_file()
     with pytest.raises(Exception) as info:
@@ -141,7 +141,7 @@ def test_stage2_resumes_from_its_checkpoint(tmp_path):
     root = tmp_path / "bundle"
     shutil.copytree(find_bundle("point_supervised_segmentation").path, root)
     smoke = [root / "configs" / "smoke.json"]
-    common = {"dataset_dir": str(tmp_path / "cohort"), "device": "cpu"}
+    common = {"dataset_dir": str(tmp_path / "cohort"), "device": "cpu", "work_dir": str(root)}
     run_workflow(root, "train", common, extra_configs=smoke)
     run_workflow(root, "stage2", {**common, "epochs": 2}, extra_configs=smoke)
     (checkpoint,) = (root / "models" / "stage2").glob("latest*.pt")
