@@ -52,7 +52,8 @@ _BUNDLE = "multiorgan_ct_segmentation"
 #: How to get a model, shown when there is none.
 TRAIN_HINT = (f"train one with `medrefine run {_BUNDLE} train --set dataset_dir=DATA` (optionally planned first: "
               f"`medrefine plan {_BUNDLE} --set dataset_dir=DATA -o plan.json`, then train with `--set plan=plan.json`) "
-              "and pass its models folder with --model")
+              "and pass --model multiorgan_ct_segmentation from the folder you trained in "
+              "(it reads ./medrefine_runs/multiorgan_ct_segmentation/default/models), or a models folder")
 
 #: Share of the available memory the full-volume logits may take before low-memory inference is chosen.
 MEMORY_SHARE = 0.5
@@ -85,7 +86,9 @@ def resolve_model(model: str | Path | None) -> Any:
 
     Args:
         model: a folder with ``model.json`` + ``model.pt`` (or the ``model.json`` itself), or the
-            name of an installed bundle with trained weights; None refuses with :data:`TRAIN_HINT`.
+            name of a bundle: the model its default run trained here
+            (``./medrefine_runs/<bundle>/default/models``), else the bundle's own ``models/`` (an
+            installed, trained bundle); None refuses with :data:`TRAIN_HINT`.
 
     Returns:
         The :class:`~medrefine.workflows.models.ModelDescription` (weights checked to exist).
@@ -106,7 +109,9 @@ def resolve_model(model: str | Path | None) -> Any:
             bundle = find_bundle(str(model))
         except InputError as err:
             raise InputError(f"--model {model}: expected a model folder or a bundle name, found neither ({err})") from None
-        path = bundle.path / "models"
+        from medrefine.bundle.workdir import default_work_dir, trained_model_dir
+
+        path = Path(trained_model_dir(default_work_dir(bundle.name), bundle.path))  # ./medrefine_runs/<bundle>/default/models, else the bundle's own
         if not (path / "model.json").is_file() or not (path / "model.pt").is_file():
             raise InputError(f"{path}: bundle {bundle.name!r} holds no trained model (model.pt + model.json); "
                              f"{TRAIN_HINT}")

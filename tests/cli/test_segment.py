@@ -197,3 +197,20 @@ def test_same_labels_as_the_bundles_inference(trained, tmp_path):
         theirs = nib.load(str(out / f"{case}_seg.nii.gz"))
         np.testing.assert_array_equal(np.asarray(ours.dataobj), np.asarray(theirs.dataobj))
         np.testing.assert_allclose(ours.affine, theirs.affine, atol=1e-5)
+
+
+def test_bundle_name_finds_the_default_run_here(trained, tmp_path, monkeypatch):
+    """--model BUNDLE reads ./medrefine_runs/BUNDLE/default/models, where `medrefine run BUNDLE train` writes."""
+    cohort, model = trained
+    run_models = tmp_path / "medrefine_runs" / "multiorgan_ct_segmentation" / "default" / "models"
+    shutil.copytree(model, run_models)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["segment", "-i", str(cohort / "images" / "case_001.nii.gz"), "-o", "seg",
+                                      "--model", "multiorgan_ct_segmentation", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "seg" / "case_001.nii.gz").is_file()
+    shutil.rmtree(tmp_path / "medrefine_runs")
+    result = CliRunner().invoke(cli, ["segment", "-i", str(cohort / "images" / "case_001.nii.gz"), "-o", "seg2",
+                                      "--model", "multiorgan_ct_segmentation", "--device", "cpu"])
+    assert result.exit_code == INPUT_ERROR_EXIT_CODE
+    assert "holds no trained model" in result.output and "medrefine_runs/multiorgan_ct_segmentation/default/models" in result.output
