@@ -12,7 +12,7 @@ from __future__ import annotations
 from medrefine.handlers.checkpoint import AtomicCheckpointSaver
 from medrefine.handlers.collapse import CollapseStop, TrainingCollapsed
 from medrefine.handlers.history import HistoryCSV, plot_history
-from medrefine.handlers.progress import EpochProgress
+from medrefine.handlers.progress import CaseProgress, EpochProgress
 from medrefine.handlers.resume import ResumeHandler, latest_checkpoint, load_checkpoint
 
-__all__ = ["AtomicCheckpointSaver", "CollapseStop", "EpochProgress", "HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history", "TrainingCollapsed"]
+__all__ = ["AtomicCheckpointSaver", "CaseProgress", "CollapseStop", "EpochProgress", "HistoryCSV", "ResumeHandler", "latest_checkpoint", "load_checkpoint", "plot_history", "TrainingCollapsed"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["EpochProgress", "loss_of"]
+__all__ = ["CaseProgress", "EpochProgress", "loss_of"]
 
 
 def loss_of(output: Any) -> float | None:
@@ -144,6 +144,71 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class CaseProgress:
+    """Ignite handler: one ``tqdm`` bar over the cases an inference or evaluation run reads, with its ETA.
+
+    MONAI's sliding-window inferer can draw a bar per case (``progress=True``), which gives no
+    estimate for the run; this draws one bar over the evaluator's iterations (one case each at
+    the bundles' batch size of 1).
+
+    Args:
+        desc: the bar's label. Defaults to ``"cases"``.
+        enabled: False attaches nothing.
+
+    Only the first process of a distributed run draws the bar.
+
+    Example:
+        >>> CaseProgress().attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __init__(self, desc: str = "cases", enabled: bool = True) -> None:
+        self.desc = str(desc)
+        self.enabled = bool(enabled)
+        self.bar = None
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        if not self.enabled or _rank() != 0:
+            return
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.COMPLETED, self._close)
+        engine.add_event_handler(Events.TERMINATE, self._close)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._failed)
+
+    def _started(self, engine: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self._close(engine)
+        total = engine.state.epoch_length
+        if total is None:
+            try:
+                total = len(engine.state.dataloader)
+            except TypeError:
+                total = None
+        self.bar = tqdm(total=total, desc=self.desc, unit="batch" if _batch_size(engine) != 1 else "case",
+                        dynamic_ncols=True)
+
+    def _iteration(self, engine: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _failed(self, engine: Any, error: BaseException) -> None:
+        self._close(engine)
+        raise error
+
+    def _close(self, engine: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _batch_size(engine: Any) -> int | None:
+    loader = getattr(engine.state, "dataloader", None) or getattr(engine, "data_loader", None)
+    return getattr(loader, "batch_size", None)
 
 
 def _rank() -> int:

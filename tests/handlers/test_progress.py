@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from ignite.engine import Engine, Events
 
 from medrefine.handlers import EpochProgress
@@ -132,3 +133,36 @@ def test_summary_lines_are_thinned_to_max_lines(monkeypatch):
     trainer.run(range(1), max_epochs=10)
     # every ceil(10 / 4) = 3 epochs from the first, and the last epoch
     assert [int(line.split()[1].split("/")[0]) for line in lines] == [1, 4, 7, 10]
+
+
+def test_case_progress_one_bar_over_the_cases():
+    from ignite.engine import Engine, Events
+
+    from medrefine.handlers import CaseProgress
+
+    engine = Engine(lambda e, batch: batch)
+    progress = CaseProgress(desc="inference")
+    progress.attach(engine)
+    seen = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append((progress.bar.n, progress.bar.total)))
+    engine.run(list(range(5)), max_epochs=1)
+    assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+    assert progress.bar is None  # closed at the end
+
+
+def test_case_progress_lets_an_error_through():
+    from ignite.engine import Engine
+
+    from medrefine.handlers import CaseProgress
+
+    def step(engine, batch):
+        if batch == 2:
+            raise ValueError("case 2 is bad")
+        return batch
+
+    engine = Engine(step)
+    progress = CaseProgress()
+    progress.attach(engine)
+    with pytest.raises(ValueError, match="case 2 is bad"):
+        engine.run(list(range(4)), max_epochs=1)
+    assert progress.bar is None
