@@ -136,7 +136,8 @@ def config_files(bundle: BundleInfo | str | Path, mode: str, extra: list[str | P
         bundle: a bundle, its name or its folder.
         mode: one of :data:`MODES` (``train``, ``evaluate``, ``inference``, ``multi_gpu_train``),
             or the stem of any config file in ``configs/`` (run on its own).
-        extra: more config files layered on top (e.g. a site-specific override).
+        extra: more config files layered on top (e.g. a site-specific override), each a path or
+            the stem of one of the bundle's own configs (``"smoke"``: ``configs/smoke.json``).
 
     Raises:
         InputError: the mode has no config file in this bundle.
@@ -154,9 +155,14 @@ def config_files(bundle: BundleInfo | str | Path, mode: str, extra: list[str | P
                 + did_you_mean(mode, list(MODES) + present)
             )
         files.append(found)
+    present = sorted(p.stem for p in configs.iterdir() if p.suffix in CONFIG_SUFFIXES and p.stem != "metadata")
     for item in extra or []:
-        item = Path(item)
-        if not item.is_file():
-            raise InputError(f"{item}: extra config file not found")
-        files.append(item)
+        path = Path(item)
+        if not path.is_file():
+            named = _config_file(configs, str(item)) if os.sep not in str(item) and "/" not in str(item) else None
+            if named is None:
+                raise InputError(f"{item}: expected an extra config file or the name of one of bundle {info.name!r}'s "
+                                 f"configs ({', '.join(present)}), found neither." + did_you_mean(str(item), present))
+            path = named
+        files.append(path)
     return files

@@ -31,8 +31,9 @@ def bundles(root: str | None) -> None:
               help="Override a config value (repeatable): the key must exist in the bundle's merged config "
                    "(nested keys with '#'; a new key on purpose: +KEY=VALUE); the value is read as JSON, "
                    "else as a Python literal (\"['liver','spleen']\"), else as plain text.")
-@click.option("--config", "extra", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Extra config file layered on top (repeatable).")
+@click.option("--config", "extra", multiple=True, metavar="FILE|NAME",
+              help="Extra config layered on top (repeatable): a file, or the name of one of the bundle's "
+                   "configs, e.g. smoke (configs/smoke.json: a tiny network and a few epochs).")
 @click.option("--work-dir", "work_dir", type=click.Path(file_okay=False), default=None,
               help="Folder the run writes into: models/, logs/, eval/, inference/ "
                    "(default: ./medrefine_runs/BUNDLE/RUN). Evaluate and inference read the model there.")
@@ -62,7 +63,7 @@ def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], w
     Examples:
       medrefine run annotation_refinement train --set epochs=2 --set dataset_dir=cohort
       medrefine run annotation_refinement inference --set dataset_dir=cohort
-      medrefine run multiorgan_ct_segmentation train --run smoke --set dataset_dir=cohort
+      medrefine run multiorgan_ct_segmentation train --config smoke --run smoke --set dataset_dir=cohort
       medrefine run multiorgan_ct_segmentation train --set "structures=['liver','spleen']" --set +my_key=1
     """
     import os

@@ -36,13 +36,15 @@ def plan(bundle: str, sets: tuple[str, ...], extra: tuple[str, ...], out_path: s
       medrefine run multiorgan_ct_segmentation train --set dataset_dir=data --set plan=plan.json
     """
     from medrefine.bundle import parse_overrides
+    from medrefine.bundle.verbosity import run_verbosity
     from medrefine.workflows.segmentation_plan import parse_duration, plan_bundle, write_plan
 
     overrides = parse_overrides(sets)
     budget = parse_duration(time_budget) if time_budget else None
-    result = plan_bundle(bundle, overrides, extra_configs=list(extra), time_budget_s=budget,
-                         memory_budget_bytes=int(memory_budget * 2**30) if memory_budget else None, device=device,
-                         compare_default=compare_default)
+    with run_verbosity():  # MONAI's notices only with -v
+        result = plan_bundle(bundle, overrides, extra_configs=list(extra), time_budget_s=budget,
+                             memory_budget_bytes=int(memory_budget * 2**30) if memory_budget else None, device=device,
+                             compare_default=compare_default)
     for line in result.lines():
         click.echo(line)
     path = write_plan(result, out_path)

@@ -41,9 +41,11 @@ def segment(source: str, out_dir: str, model: str | None, roi_subset: tuple[str,
     if more_rois and not roi_subset:
         raise click.UsageError(f"unexpected argument(s) {' '.join(more_rois)}; structure names follow --roi-subset")
 
+    from medrefine.bundle.verbosity import run_verbosity
     from medrefine.workflows.segment_pipeline import run_segment
 
-    result = run_segment(source, out_dir, model=model, roi_subset=list(roi_subset) + list(more_rois),
-                         one_file_per_structure=one_file_per_structure, low_memory=low_memory, device=device,
-                         nan_policy=nan_policy, echo=click.echo, progress=True)
+    with run_verbosity():  # MONAI's notices only with -v
+        result = run_segment(source, out_dir, model=model, roi_subset=list(roi_subset) + list(more_rois),
+                             one_file_per_structure=one_file_per_structure, low_memory=low_memory, device=device,
+                             nan_policy=nan_policy, echo=click.echo, progress=True)
     click.echo(result.summary())

@@ -103,3 +103,20 @@ def test_failed_cache_fill_ends_without_sigabrt(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode == 1, result.stderr[-500:]
     assert "terminate called" not in result.stderr
+
+
+def test_extra_config_by_the_bundle_config_name():
+    from medrefine.bundle.discovery import config_files
+
+    files = config_files("multiorgan_ct_segmentation", "train", ["smoke"])
+    assert [f.name for f in files] == ["train.json", "smoke.json"]
+    assert files[1].parent == files[0].parent  # the bundle's own configs/smoke.json
+
+
+def test_extra_config_unknown_name_has_a_did_you_mean():
+    from medrefine.bundle.discovery import config_files
+    from medrefine.errors import InputError
+
+    with pytest.raises(InputError, match=r"smok: expected an extra config file or the name of one of bundle "
+                                         r"'multiorgan_ct_segmentation''s configs .*Did you mean 'smoke'"):
+        config_files("multiorgan_ct_segmentation", "train", ["smok"])
