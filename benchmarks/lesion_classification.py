@@ -37,7 +37,7 @@ def _run(root: Path, bundle: Path, dataset: Path, folds: int, settings: dict, bo
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     shutil.copy(dataset.parent / "folds.json", root / "folds.json")  # every configuration: the same folds
-    base = {"dataset_dir": str(dataset), "device": "cpu", "num_folds": folds, "bundle_root": str(root), **settings}
+    base = {"dataset_dir": str(dataset), "device": "cpu", "num_folds": folds, "work_dir": str(root), **settings}
     run_workflow(bundle, "cross_validation", base)
     run_workflow(bundle, "evaluate", {**base, "bootstrap": bootstrap, "write_report": False})
     table = pd.read_csv(root / "eval" / "metrics.csv")

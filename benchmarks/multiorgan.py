@@ -92,7 +92,7 @@ def fit(args: argparse.Namespace) -> int:
     epochs = 4 if args.smoke else args.epochs
     structures = STRUCTURES if args.structures == "five" else _present_structures()
     overrides = {
-        "dataset_dir": str(cohort), "bundle_root": str(root), "device": args.device,
+        "dataset_dir": str(cohort), "bundle_root": str(root), "work_dir": str(root), "device": args.device,
         "network_name": args.network, "formulation": args.formulation, "structures": structures, "classes_task": "total",
         "num_val": 0, "pixdim": [3.0, 3.0, 3.0], "hu_window": [-200.0, 300.0], "roi_size": [96, 96, 32], "num_samples": 4,
         "batch_size": 1, "channels": [16, 32, 64, 128], "num_res_units": 1, "learning_rate": args.lr, "lr_min": args.lr / 10,

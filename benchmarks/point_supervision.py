@@ -196,17 +196,17 @@ def run_task(name: str, task: dict, args, work: Path) -> dict:
     scores, _ = pseudo_label_dice(task, {**intensity, **{k: recipe[k] for k in EXPANSION_KEYS}})
     result["pseudo"], result["intensity"] = float(np.mean(scores)), mode
     weak = work / "weak"
-    a = {**common, "bundle_root": str(weak), "network_name": args.network_a}
+    a = {**common, "bundle_root": str(weak), "work_dir": str(weak), "network_name": args.network_a}
     run(weak, "train", a)
     result["stage1"] = test_dice(weak, a, task, "stage1")
-    run(weak, "train", {**common, "bundle_root": str(weak), "network_name": args.network_b})
+    run(weak, "train", {**common, "bundle_root": str(weak), "work_dir": str(weak), "network_name": args.network_b})
     stage2 = {**a, "network2_name": args.network_b, "epochs": args.stage2_epochs or max(2, task["epochs"] // 2),
               "refresh_epochs": max(1, (args.stage2_epochs or max(2, task["epochs"] // 2)) // 5)}
     stage2["val_interval"] = max(1, stage2["epochs"] // 5)
     run(weak, "stage2", stage2)
     result["stage2"] = test_dice(weak, a, task, "stage2")
     full = work / "full"
-    f = {**a, "bundle_root": str(full), "simulate_points": True, "seed_transforms": [], "weight_crf": 0.0,
+    f = {**a, "bundle_root": str(full), "work_dir": str(full), "simulate_points": True, "seed_transforms": [], "weight_crf": 0.0,
          "weight_variance": 0.0, "expand_transforms": [{"_target_": "CopyItemsd", "keys": "label", "names": "seeds"}]}
     run(full, "train", f)
     result["full"] = test_dice(full, f, task, "full")
