@@ -235,7 +235,14 @@ def test_document_commands(doc, tmp_path):
     _run_checked(doc, tmp_path, include_slow=False)
 
 
+#: The slow blocks (full-size trainings: 2-5 min each on 2 CPU cores, about half an hour in all)
+#: would more than double ``make test``; they run when this is set, e.g.
+#: ``MEDREFINE_DOCS_SLOW=1 make test PYTEST_ARGS="tests/test_docs_commands.py"``.
+RUN_SLOW_BLOCKS = os.environ.get("MEDREFINE_DOCS_SLOW", "") not in ("", "0")
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not RUN_SLOW_BLOCKS, reason="slow documented blocks run with MEDREFINE_DOCS_SLOW=1 (about 30 min on 2 CPU cores)")
 @pytest.mark.parametrize("doc", SLOW_DOCS, ids=[_id(d) for d in SLOW_DOCS])
 def test_document_commands_with_slow_blocks(doc, tmp_path):
     _run_checked(doc, tmp_path, include_slow=True)

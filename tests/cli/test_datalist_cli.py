@@ -110,6 +110,8 @@ def test_datalist_from_totalsegmentator_structure_subset_and_refused_target(tmp_
 
 
 def _dicom_series(folder, depth=3):
+    import locale
+
     import SimpleITK as sitk
 
     folder.mkdir(parents=True)
@@ -121,7 +123,9 @@ def _dicom_series(folder, depth=3):
         writer = sitk.ImageFileWriter()
         writer.KeepOriginalImageUIDOn()
         writer.SetFileName(str(folder / f"{z}.dcm"))
+        before = locale.setlocale(locale.LC_CTYPE)
         writer.Execute(slab)
+        locale.setlocale(locale.LC_CTYPE, before)  # GDCM's writer sets LC_CTYPE to "C" for the whole process
 
 
 def test_datalist_with_dicom_series_images(tmp_path):

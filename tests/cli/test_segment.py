@@ -139,7 +139,18 @@ def _write_dicom_series(folder: Path, array: np.ndarray, spacing, origin) -> Non
                            ("0018|0050", str(spacing[2]))):
             slab.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice_{z:03d}.dcm"))
-        writer.Execute(slab)
+        _execute_keeping_locale(writer, slab)
+
+
+def _execute_keeping_locale(writer, image) -> None:
+    """GDCM's DICOM writer sets the process's LC_CTYPE to "C" (ASCII text I/O for every later test); put it back."""
+    import locale
+
+    before = locale.setlocale(locale.LC_CTYPE)
+    try:
+        writer.Execute(image)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
 
 
 def test_dicom_series_output_has_the_series_geometry(trained, tmp_path):
