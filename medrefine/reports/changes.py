@@ -60,53 +60,6 @@ def worse_table(metrics: pd.DataFrame, before: Mapping[str, pd.DataFrame] | None
     if not tolerance >= 0:
         raise ValueError(f"`tolerance` must be >= 0, got {tolerance}")
     after = _dice(metrics)
-    has_status = "status" in after.columns
-    vanished = set(after.index[after["status"] == "absent_pred"]) if has_status else set()
-    drops: dict[tuple[str, int], tuple[str, float]] = {}  # the largest drop of each pair: (run, Dice before)
-    for name, other in (before or {}).items():
-        paired = after.join(_dice(other)[["value"]].rename(columns={"value": "before"}), how="inner").dropna(subset=["value", "before"])
-        for key, r in paired[paired["value"] < paired["before"] - tolerance].iterrows():
-            if key not in drops or r["before"] > drops[key][1]:
-                drops[key] = (str(name), float(r["before"]))
-            if not has_status and r["value"] == 0:
-                vanished.add(key)
-    rows = []
-    for key in vanished | set(drops):
-        name, dice_before = drops.get(key, ("", np.nan))
-        rows.append(dict(case=key[0], class_id=int(key[1]), class_name=after.at[key, "class_name"],
-                         change="vanished" if key in vanished else "dropped", compared_to=name,
-                         dice_before=dice_before, dice_after=float(after.at[key, "value"])))
-    columns = ["case", "class_id", "class_name", "value"] + (["status"] if "status" in rows.columns else [])
-    return rows[columns].drop_duplicates(["case", "class_id"]).set_index(["case", "class_id"])
-
-
-def worse_table(metrics: pd.DataFrame, before: Mapping[str, pd.DataFrame] | None = None, *,
-                tolerance: float = DICE_TOLERANCE) -> pd.DataFrame:
-    """The (case, structure) pairs that got worse: vanished from the result, or a Dice drop.
-
-    Args:
-        metrics: tidy metrics of the result (``case, class_id, class_name, metric, value``
-            and, when known, ``status``).
-        before: compared runs, ``name -> tidy metrics`` (e.g. ``{"input": ...}``); a drop is
-            counted against each of them.
-        tolerance: Dice drops up to this size are ignored (default 0.01).
-
-    Returns:
-        DataFrame with columns ``case``, ``class_id``, ``class_name``, ``change``
-        (``"vanished"`` or ``"dropped"``), ``compared_to`` (the run the drop is measured
-        against, or ``""``), ``dice_before`` (NaN when there is no compared run) and
-        ``dice_after``; one row per (case, structure): a vanished structure is one row with the
-        largest drop; vanished rows first, then by drop size, largest first.
-
-    Raises:
-        ValueError: ``tolerance`` is negative.
-
-    Example:
-        >>> worse_table(refined, {"input": noisy})[["case", "class_name", "change"]]  # doctest: +SKIP
-    """
-    if not tolerance >= 0:
-        raise ValueError(f"`tolerance` must be >= 0, got {tolerance}")
-    after = _dice(metrics)
     rows: dict[tuple[str, int], dict] = {}
     if "status" in after.columns:
         for (case, class_id), r in after[after["status"] == "absent_pred"].iterrows():
