@@ -36,9 +36,16 @@ def _triple(value: float | Sequence[float], name: str, cast: type) -> tuple:
 
 
 def crop_around(array: np.ndarray, affine: np.ndarray, centre_world: Sequence[float], *,
-                spacing_mm: Sequence[float], size: Sequence[int], mode: str = "bilinear") -> np.ndarray:
+                spacing_mm: Sequence[float], size: Sequence[int], mode: str = "bilinear",
+                padding: str = "border") -> np.ndarray:
     """Resample ``array`` onto a world-aligned grid of ``size`` voxels of ``spacing_mm`` centred at
-    ``centre_world`` (RAS mm); outside the image is 0.
+    ``centre_world`` (RAS mm).
+
+    Where the grid reaches past the image, ``padding="border"`` (the default) repeats the image's
+    edge voxels; ``"zeros"`` writes 0. Lesion images are often small regions of interest, and a
+    rim of zeros around an MR or diffusion crop is a dark frame that dominates the crop's
+    z-score (on 36 mm regions cropped to 40 mm, a quarter of the voxels), shrinking the lesion's
+    contrast to a fraction of what the image shows.
 
     Args:
         array: ``(X, Y, Z)`` image.
@@ -47,6 +54,7 @@ def crop_around(array: np.ndarray, affine: np.ndarray, centre_world: Sequence[fl
         spacing_mm: output voxel size (3 values).
         size: output shape (3 values).
         mode: interpolation (``"bilinear"`` or ``"nearest"``).
+        padding: ``"border"`` or ``"zeros"`` (see above).
 
     Returns:
         ``(*size)`` float32 array.
@@ -59,7 +67,9 @@ def crop_around(array: np.ndarray, affine: np.ndarray, centre_world: Sequence[fl
     dst = np.diag([*spacing, 1.0])
     dst[:3, 3] = np.asarray(centre_world, dtype=float) - spacing * (shape - 1) / 2.0
     image = MetaTensor(torch.as_tensor(np.asarray(array, dtype=np.float32))[None], affine=torch.as_tensor(affine))
-    out = SpatialResample(mode=mode, padding_mode="zeros")(image, dst_affine=torch.as_tensor(dst),
+    if padding not in ("border", "zeros"):
+        raise ValueError(f"`padding` must be 'border' or 'zeros', got {padding!r}")
+    out = SpatialResample(mode=mode, padding_mode=padding)(image, dst_affine=torch.as_tensor(dst),
                                                            spatial_size=tuple(int(s) for s in shape))
     return np.asarray(out[0].detach().cpu().numpy(), dtype=np.float32)
 

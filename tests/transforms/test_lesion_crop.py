@@ -20,6 +20,20 @@ def test_crop_is_centred_on_the_world_point():
     assert np.unravel_index(crop.argmax(), crop.shape) == (4, 4, 4)
 
 
+def test_crop_past_the_image_repeats_its_border_not_a_dark_rim():
+    """A 36 mm region cropped to 40 mm: zeros padding puts a rim of 0 around a 300-valued image,
+    border padding keeps every voxel at the image's value (so the z-score is not the rim's)."""
+    array = np.full((24, 24, 24), 300.0, np.float32)
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    centre = (affine @ [11.5, 11.5, 11.5, 1])[:3]
+    border = crop_around(array, affine, centre, spacing_mm=(2.5,) * 3, size=(16,) * 3)
+    zeros = crop_around(array, affine, centre, spacing_mm=(2.5,) * 3, size=(16,) * 3, padding="zeros")
+    assert np.allclose(border, 300.0)
+    assert 0.1 < (zeros < 150).mean() < 0.4  # the rim: a fifth to a third of the crop
+    with pytest.raises(ValueError, match="padding"):
+        crop_around(array, affine, centre, spacing_mm=(2.5,) * 3, size=(16,) * 3, padding="reflect")
+
+
 def test_sphere_volume():
     mask = lesion_sphere((32, 32, 32), (1.0, 1.0, 1.0), 20.0)
     assert mask.sum() == pytest.approx(4 / 3 * np.pi * 10**3, rel=0.05)
