@@ -1,5 +1,6 @@
 """Report of a lesion classification: metric tables with 95 % intervals, confusion matrices,
-reliability diagrams and (CRN) the modality x target routing weights, as ``report.md`` and a
+reliability diagrams, where the models looked (occlusion maps per target and modality) and (CRN)
+the modality x target routing weights and the attention between targets, as ``report.md`` and a
 self-contained ``report.html`` in the same :class:`~medrefine.reports.document.Document` format
 as the segmentation reports.
 """
@@ -16,7 +17,8 @@ import pandas as pd
 from medrefine.reports._render import new_figure, save_png
 from medrefine.reports.document import Document
 
-__all__ = ["confusion_png", "reliability_png", "routing_png", "write_classification_report"]
+__all__ = ["attention_png", "confusion_png", "reliability_png", "routing_png", "saliency_png",
+           "write_classification_report"]
 
 _SHOWN = ("n", "accuracy", "balanced_accuracy", "macro_f1", "auc", "ece")
 
@@ -71,6 +73,68 @@ def routing_png(weights: np.ndarray, modalities: Sequence[str], targets: Sequenc
     return save_png(fig, out)
 
 
+def attention_png(weights: np.ndarray, targets: Sequence[str], out: str | Path) -> Path:
+    """Heat map of a CRN's ``(T, T)`` attention: row ``t`` is how target ``t`` attends to each target."""
+    weights = np.asarray(weights, dtype=float)
+    fig = new_figure(1.5 + 0.8 * len(targets), 1.2 + 0.6 * len(targets))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(weights, cmap="viridis", vmin=0, vmax=1)
+    for (i, j), w in np.ndenumerate(weights):
+        ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=8, color="w" if w < 0.6 else "k")
+    ax.set_xticks(range(len(targets)), targets, rotation=30, ha="right")
+    ax.set_yticks(range(len(targets)), targets)
+    ax.set_xlabel("attended target")
+    ax.set_ylabel("attending target")
+    ax.set_title("attention (target -> target)", fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, out)
+
+
+def saliency_png(lesion: Mapping[str, Any], out: str | Path) -> Path:
+    """Occlusion maps of one lesion: rows = targets, columns = modalities; the central axial slice
+    of each modality's crop in grey, the map (positive part, scaled per row) in colour over it and
+    the lesion mask's contour. A missing modality is an empty panel.
+
+    Args:
+        lesion: ``case``, ``reason``, ``modalities``, ``targets``, ``image (M, X, Y, Z)``, ``mask
+            (X, Y, Z)``, ``presence (M,)``, ``maps (T, M, X, Y, Z)``, ``truth``, ``predicted``,
+            ``confidence`` (one per target), as
+            :func:`medrefine.workflows.lesion_saliency.explain_lesions` returns them.
+        out: the PNG to write.
+
+    Returns:
+        ``out``.
+    """
+    image, maps = np.asarray(lesion["image"], dtype=float), np.asarray(lesion["maps"], dtype=float)
+    mask, presence = np.asarray(lesion["mask"], dtype=float), np.asarray(lesion["presence"], dtype=float)
+    modalities, targets = list(lesion["modalities"]), list(lesion["targets"])
+    z = image.shape[-1] // 2
+    fig = new_figure(1.2 + 1.7 * len(modalities), 0.6 + 1.8 * len(targets))
+    for t, target in enumerate(targets):
+        top = max(float(maps[t, ..., z].max()), 1e-6)
+        for m, modality in enumerate(modalities):
+            ax = fig.add_subplot(len(targets), len(modalities), t * len(modalities) + m + 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if t == 0:
+                ax.set_title(modality, fontsize=9)
+            if m == 0:
+                truth = lesion["truth"][t] if str(lesion["truth"][t]) != "" else "?"
+                ax.set_ylabel(f"{target}\ntrue {truth}, pred {lesion['predicted'][t]}\n"
+                              f"({lesion['confidence'][t]:.2f}; max drop {top:.2g})", fontsize=7)
+            if presence[m] == 0:
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=9, color="#777", transform=ax.transAxes)
+                continue
+            ax.imshow(image[m, ..., z].T, cmap="gray", origin="lower")
+            heat = maps[t, m, ..., z].T
+            ax.imshow(heat, cmap="inferno", origin="lower", alpha=0.75 * np.clip(heat / top, 0.0, 1.0), vmin=0.0, vmax=top)
+            if mask[..., z].max() > 0.5 > mask[..., z].min():
+                ax.contour(mask[..., z].T, levels=[0.5], colors="#00e5ff", linewidths=0.8, origin="lower")
+    fig.suptitle(f"{lesion['case']}: {lesion.get('reason', '')}", fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, out)
+
+
 def _fmt(row: Mapping[str, float], key: str) -> str:
     value = row.get(key, float("nan"))
     if key == "n":
@@ -85,7 +149,9 @@ def _fmt(row: Mapping[str, float], key: str) -> str:
 def write_classification_report(metrics: pd.DataFrame, confusions: Mapping[str, np.ndarray],
                                 reliability: Mapping[str, tuple[np.ndarray, np.ndarray]],
                                 targets: Mapping[str, Sequence[str]], out_dir: str | Path, *,
-                                title: str = "Lesion classification", routing: Mapping[str, Any] | None = None) -> Path:
+                                title: str = "Lesion classification", routing: Mapping[str, Any] | None = None,
+                                saliency: Sequence[Mapping[str, Any]] | None = None,
+                                attention: Mapping[str, Any] | None = None) -> Path:
     """Write ``report.md`` and ``report.html`` (+ PNGs) into ``out_dir``.
 
     Args:
@@ -96,6 +162,8 @@ def write_classification_report(metrics: pd.DataFrame, confusions: Mapping[str, 
         out_dir: the report folder (created).
         title: report title.
         routing: ``{"weights": (M, T), "modalities": [...], "targets": [...]}`` of a CRN, or None.
+        saliency: occlusion maps of chosen lesions (:func:`saliency_png` lists the keys), or None/empty.
+        attention: ``{"weights": (T, T), "targets": [...]}`` of a CRN, or None.
 
     Returns:
         Path of ``report.html``.
@@ -124,10 +192,25 @@ def write_classification_report(metrics: pd.DataFrame, confusions: Mapping[str, 
         y, p = reliability[name]
         doc.image(reliability_png(y, p, out / f"reliability_{name}.png", title=name),
                   f"{name}: reliability diagram (top-label confidence, 10 bins)")
+    if saliency:
+        doc.heading("Where the models looked")
+        doc.paragraph("Occlusion sensitivity (MONAI OcclusionSensitivity), by the fold model that held the lesion out: "
+                      "a box of one modality at a time is blurred towards the crop's mean and slid over the crop; "
+                      "bright = hiding that region of that modality lowered the probability of the predicted class "
+                      "most (it supported the prediction), no colour = no effect or against it. Central axial slice "
+                      "of each crop, colours scaled per target row, cyan contour: the lesion mask.")
+        for lesion in saliency:
+            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(lesion["case"]))
+            doc.image(saliency_png(lesion, out / f"saliency_{name}.png"), f"{lesion['case']}: {lesion.get('reason', '')}")
     if routing is not None:
         doc.heading("CRN routing")
         doc.image(routing_png(np.asarray(routing["weights"]), routing["modalities"], routing["targets"], out / "routing.png"),
                   "which modality each target reads (fixed: the configured matrix; learned: the gates)")
+    if attention is not None:
+        doc.heading("CRN attention between targets")
+        doc.image(attention_png(np.asarray(attention["weights"]), attention["targets"], out / "attention.png"),
+                  "how each target's token attends to the targets' tokens (rows sum to 1), mean over the "
+                  "out-of-fold lesions and the attention layers, then over the fold models")
     with atomic_write(out / "report.md") as tmp:
         tmp.write_text(doc.markdown())
     with atomic_write(out / "report.html") as tmp:

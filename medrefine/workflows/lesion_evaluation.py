@@ -192,9 +192,13 @@ def infer_lesions(model_dir: str | Path, dataset: str | Path | LesionCohort, out
 
 def evaluate_lesions(predictions: str | Path | pd.DataFrame, targets: Mapping[str, Sequence[str]], output_dir: str | Path,
                      *, bootstrap: int = 1000, seed: int = 0, report: bool = True, title: str = "Lesion classification",
-                     routing: Mapping[str, Any] | None = None) -> Path:
+                     routing: Mapping[str, Any] | None = None, saliency: Sequence[Mapping[str, Any]] | None = None,
+                     attention: Mapping[str, Any] | None = None) -> Path:
     """Metrics of an out-of-fold predictions table per fold and pooled -> ``metrics.csv``,
     ``confusion_<target>.csv`` and (``report``) ``report.html``.
+
+    ``routing`` (:func:`routing_of`), ``saliency`` and ``attention``
+    (:func:`~medrefine.workflows.lesion_saliency.explain_lesions`) add their report sections.
 
     Returns:
         Path of ``metrics.csv`` (columns ``scope, target, metric, value``).
@@ -233,7 +237,7 @@ def evaluate_lesions(predictions: str | Path | pd.DataFrame, targets: Mapping[st
         from medrefine.reports.classification import write_classification_report
 
         write_classification_report(metrics_table, confusions, reliability, targets, output_dir / "report", title=title,
-                                    routing=routing)
+                                    routing=routing, saliency=saliency, attention=attention)
     return output_dir / "metrics.csv"
 
 
