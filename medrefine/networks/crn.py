@@ -12,7 +12,11 @@ network is 2.5D with a hand-written list of which modalities feed which target; 
    sigmoid gate per entry (restricted to the given matrix), read back with
    :meth:`CorrelationRoutingNetwork.routing_weights`;
 3. a branch per target (convolutions over the routed, concatenated modality features) pooled to
-   one token per target, plus an embedding of the routed presence flags;
+   one token per target, plus an embedding of the routed presence flags. ``pooling="lesion"``
+   (the default) averages the branch features inside the lesion mask and over its surround
+   separately, so a token reads the lesion against its background the way a radiologist reads
+   hypo-/hyper-intensity; ``"global"`` averages over the whole crop (a small lesion then moves
+   the mean by about its volume fraction);
 4. self-attention over the target tokens. With fixed gating the attention is masked so that a
    target attends only to targets whose modalities it is routed to, so a target's head never
    depends on a modality outside its row of ``G`` (what :meth:`explain` shows stays true);
@@ -88,6 +92,7 @@ class CorrelationRoutingNetwork(nn.Module):
         attention_layers: attention blocks over the target tokens (0: none). Default 1.
         disease_head: the last target also gets a head on the other targets' probabilities.
         dropout: dropout of the tokens and the attention. Default 0.
+        pooling: ``"lesion"`` (inside and around the mask, separately) or ``"global"``.
 
     Inputs: ``image (B, M + 1, *spatial)`` (modalities then the mask), ``presence (B, M)`` (default ones).
 
@@ -112,6 +117,7 @@ class CorrelationRoutingNetwork(nn.Module):
         attention_layers: int = 1,
         disease_head: bool = False,
         dropout: float = 0.0,
+        pooling: str = "lesion",
     ) -> None:
         super().__init__()
         m, t = int(num_modalities), len(num_classes)
@@ -119,6 +125,8 @@ class CorrelationRoutingNetwork(nn.Module):
             raise ValueError(f"`num_modalities` >= 1 and `num_classes` of targets with >= 2 classes each, got {num_modalities!r}, {list(num_classes)!r}")
         if gating not in ("fixed", "learned"):
             raise ValueError(f"`gating` must be 'fixed' or 'learned', got {gating!r}")
+        if pooling not in ("lesion", "global"):
+            raise ValueError(f"`pooling` must be 'lesion' or 'global', got {pooling!r}")
         if spatial_dims not in (2, 3):
             raise ValueError(f"`spatial_dims` must be 3 (3D) or 2 (2.5D), got {spatial_dims!r}")
         if disease_head and t < 2:
@@ -132,6 +140,7 @@ class CorrelationRoutingNetwork(nn.Module):
         self.spatial_dims = spatial_dims
         self.num_slices = int(num_slices)
         self.disease_head = bool(disease_head)
+        self.pooling = pooling
         self.register_buffer("routing", matrix)
         self.gate_logits = nn.Parameter(torch.full((m, t), 2.0)) if gating == "learned" else None
         in_per_modality = 2 * (self.num_slices if spatial_dims == 2 else 1)
@@ -146,12 +155,11 @@ class CorrelationRoutingNetwork(nn.Module):
             nn.Sequential(
                 Convolution(spatial_dims, m * stem_channels, branch_channels, strides=2, kernel_size=3, norm="batch"),
                 Convolution(spatial_dims, branch_channels, branch_channels, strides=1, kernel_size=3, norm="batch"),
-                nn.AdaptiveAvgPool3d(1) if spatial_dims == 3 else nn.AdaptiveAvgPool2d(1),
-                nn.Flatten(),
-                nn.Linear(branch_channels, token_size),
             )
             for _ in range(t)
         )
+        pooled = 2 * branch_channels if pooling == "lesion" else branch_channels
+        self.tokenizers = nn.ModuleList(nn.Linear(pooled, token_size) for _ in range(t))
         self.presence_embedding = nn.ModuleList(nn.Linear(m, token_size) for _ in range(t))
         self.target_embedding = nn.Parameter(torch.zeros(t, token_size))
         self.attention = nn.ModuleList(TokenAttention(token_size, num_heads, dropout) for _ in range(attention_layers))
@@ -174,6 +182,19 @@ class CorrelationRoutingNetwork(nn.Module):
         routed = self.routing.T > 0  # (T, M)
         return torch.all(~routed[None, :, :] | routed[:, None, :], dim=-1)  # [t, s]: routed(s) within routed(t)
 
+    def _pool(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, C, *spatial)`` -> ``(B, C)`` (global) or ``(B, 2C)``: means inside the lesion mask and
+        over the rest (the mask resampled to the feature grid by area averaging)."""
+        dims = tuple(range(2, features.ndim))
+        if self.pooling == "global":
+            return features.mean(dims)
+        weight = nn.functional.adaptive_avg_pool3d(mask.float(), features.shape[2:]) if features.ndim == 5 \
+            else nn.functional.adaptive_avg_pool2d(mask.float(), features.shape[2:])
+        weight = weight.to(features.dtype).clamp(0, 1)
+        inside = (features * weight).sum(dims) / weight.sum(dims).clamp_min(1e-3)
+        outside = (features * (1 - weight)).sum(dims) / (1 - weight).sum(dims).clamp_min(1e-3)
+        return torch.cat([inside, outside], 1)
+
     def explain(self, image: torch.Tensor, presence: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Logits ``(B, sum K)``, routing weights ``(M, T)`` and attention ``(layers, B, T, T)``."""
         m = self.routing.shape[0]
@@ -190,11 +211,14 @@ class CorrelationRoutingNetwork(nn.Module):
             f = stem(x)
             features.append(f * presence[:, i].reshape(batch, *([1] * (f.ndim - 1))))
         weights = self.routing_weights()
+        if self.spatial_dims == 2:
+            mask = to_slices(mask, self.num_slices)[:, self.num_slices // 2 : self.num_slices // 2 + 1]
         tokens = []
         for t, branch in enumerate(self.branches):
             w = weights[:, t]
             routed = torch.cat([f * w[i] for i, f in enumerate(features)], 1)
-            tokens.append(branch(routed) + self.presence_embedding[t](presence * w))
+            pooled = self._pool(branch(routed), mask)
+            tokens.append(self.tokenizers[t](pooled) + self.presence_embedding[t](presence * w))
         h = self.token_dropout(torch.stack(tokens, 1) + self.target_embedding)
         allowed = self.attention_allowed()
         maps = []

@@ -91,6 +91,7 @@ def build_lesion_classifier(
     disease_head: bool = False,
     num_heads: int = 4,
     dropout: float = 0.0,
+    pooling: str = "lesion",
 ) -> nn.Module:
     """Build a lesion classifier by name (see the module docstring).
 
@@ -107,6 +108,7 @@ def build_lesion_classifier(
         disease_head: CRN: last target also predicted from the others' probabilities.
         num_heads: CRN: attention heads.
         dropout: dropout rate (CRN tokens/attention; DenseNet layers).
+        pooling: CRN: ``"lesion"`` (features inside and around the lesion mask) or ``"global"``.
 
     Returns:
         The module (it carries ``init_args``, so ``model.json`` describes it).
@@ -135,7 +137,7 @@ def build_lesion_classifier(
         return CorrelationRoutingNetwork(
             num_modalities, num_classes, routing=routing, gating=gating, spatial_dims=dims, num_slices=int(num_slices),
             stem_channels=width, branch_channels=2 * width, token_size=max(num_heads, 4 * width) // num_heads * num_heads,
-            num_heads=num_heads, disease_head=disease_head, dropout=dropout,
+            num_heads=num_heads, disease_head=disease_head, dropout=dropout, pooling=pooling,
         )
     in_channels = (num_modalities + 1) * (slices or 1)
     if name in _RESNET_LAYERS:

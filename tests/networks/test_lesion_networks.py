@@ -71,6 +71,20 @@ def test_presence_flag_is_seen():
             assert not torch.allclose(net(image, torch.ones(1, 2)), net(image, torch.tensor([[1.0, 0.0]])))
 
 
+def test_lesion_pooling_reads_inside_and_around_the_mask():
+    """Lesion pooling: the means inside the mask and over the rest, separately, at the feature grid."""
+    net = CorrelationRoutingNetwork(1, [2], pooling="lesion")
+    features = torch.zeros(1, 2, 4, 4, 4)
+    features[:, :, 1:3, 1:3, 1:3] = torch.tensor([3.0, -1.0]).reshape(1, 2, 1, 1, 1)
+    mask = torch.zeros(1, 1, 16, 16, 16)
+    mask[..., 4:12, 4:12, 4:12] = 1.0  # the same 8 central feature voxels at 1/4 resolution
+    assert torch.allclose(net._pool(features, mask), torch.tensor([[3.0, -1.0, 0.0, 0.0]]))
+    assert torch.allclose(CorrelationRoutingNetwork(1, [2], pooling="global")._pool(features, mask),
+                          torch.tensor([[3.0, -1.0]]) / 8)
+    with pytest.raises(ValueError, match="`pooling` must be"):
+        CorrelationRoutingNetwork(1, [2], pooling="max")
+
+
 def test_model_json_round_trip(tmp_path):
     from medrefine.workflows.models import read_model, save_model
 
