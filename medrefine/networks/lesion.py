@@ -28,7 +28,7 @@ from medrefine.errors import did_you_mean
 from medrefine.networks.crn import CorrelationRoutingNetwork, to_slices
 from medrefine.networks.describe import records_init_args
 
-__all__ = ["LESION_NETWORKS", "MultiTargetClassifier", "build_lesion_classifier", "split_logits"]
+__all__ = ["LESION_NETWORKS", "LesionPool", "MultiTargetClassifier", "build_lesion_classifier", "split_logits"]
 
 LESION_NETWORKS = ("resnet18", "resnet34", "densenet121", "crn")
 _RESNET_LAYERS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
@@ -43,6 +43,26 @@ def split_logits(logits: torch.Tensor, num_classes: Sequence[int]) -> list[torch
     if logits.ndim != 2 or logits.shape[1] != sum(num_classes):
         raise ValueError(f"`logits` must be (B, {sum(num_classes)}) for classes {list(num_classes)}, got {tuple(logits.shape)}")
     return list(torch.split(logits, [int(k) for k in num_classes], dim=1))
+
+
+class LesionPool(nn.Module):
+    """Replaces a backbone's global average pool: ``(B, C, *spatial)`` -> ``(B, 2C, 1, ...)``, the
+    means inside the lesion mask and over the rest (see :meth:`CorrelationRoutingNetwork._pool`).
+    The owner sets :attr:`mask` (``(B, 1, *input spatial)``) before each forward of the backbone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            raise RuntimeError("LesionPool needs its `mask` set by the classifier before the backbone runs")
+        dims = tuple(range(2, features.ndim))
+        pool = nn.functional.adaptive_avg_pool3d if features.ndim == 5 else nn.functional.adaptive_avg_pool2d
+        weight = pool(self.mask.to(features.dtype), features.shape[2:]).clamp(0, 1)
+        inside = (features * weight).sum(dims) / weight.sum(dims).clamp_min(1e-3)
+        outside = (features * (1 - weight)).sum(dims) / (1 - weight).sum(dims).clamp_min(1e-3)
+        return torch.cat([inside, outside], 1).reshape(features.shape[0], -1, *([1] * len(dims)))
 
 
 class MultiTargetClassifier(nn.Module):
@@ -72,7 +92,15 @@ class MultiTargetClassifier(nn.Module):
         batch = image.shape[0]
         presence = image.new_ones(batch, self.num_modalities) if presence is None else presence.to(image.dtype)
         x = to_slices(image, self.num_slices) if self.num_slices else image
-        features = torch.cat([torch.relu(self.backbone(x)), presence.reshape(batch, -1)], 1)
+        pool = getattr(self.backbone, "avgpool", None)
+        if isinstance(pool, LesionPool):
+            mask = image[:, -1:]
+            pool.mask = to_slices(mask, self.num_slices)[:, self.num_slices // 2 :][:, :1] if self.num_slices else mask
+        try:
+            features = torch.cat([torch.relu(self.backbone(x)), presence.reshape(batch, -1)], 1)
+        finally:
+            if isinstance(pool, LesionPool):
+                pool.mask = None
         return torch.cat([head(features) for head in self.heads], 1)
 
 
@@ -108,7 +136,8 @@ def build_lesion_classifier(
         disease_head: CRN: last target also predicted from the others' probabilities.
         num_heads: CRN: attention heads.
         dropout: dropout rate (CRN tokens/attention; DenseNet layers).
-        pooling: CRN: ``"lesion"`` (features inside and around the lesion mask) or ``"global"``.
+        pooling: CRN and ResNets: ``"lesion"`` (the last features averaged inside the lesion mask and
+            around it, separately) or ``"global"`` (MONAI's global average pool). DenseNet: global.
 
     Returns:
         The module (it carries ``init_args``, so ``model.json`` describes it).
@@ -128,6 +157,8 @@ def build_lesion_classifier(
         raise ValueError(f"`name` must be one of {list(LESION_NETWORKS)}, got {name!r}.{did_you_mean(name, LESION_NETWORKS)}")
     if spatial not in ("3d", "2.5d"):
         raise ValueError(f"`spatial` must be '3d' or '2.5d', got {spatial!r}.{did_you_mean(spatial, ('3d', '2.5d'))}")
+    if pooling not in ("lesion", "global"):
+        raise ValueError(f"`pooling` must be 'lesion' or 'global', got {pooling!r}.{did_you_mean(str(pooling), ('lesion', 'global'))}")
     if not widen_factor > 0:
         raise ValueError(f"`widen_factor` must be > 0, got {widen_factor!r}")
     dims = 3 if spatial == "3d" else 2
@@ -144,6 +175,9 @@ def build_lesion_classifier(
         backbone = ResNet("basic", _RESNET_LAYERS[name], get_inplanes(), spatial_dims=dims, n_input_channels=in_channels,
                           conv1_t_size=3, conv1_t_stride=1, no_max_pool=True, widen_factor=widen_factor,
                           num_classes=feature_size)
+        if pooling == "lesion":  # read the lesion against its surround, as the CRN does
+            backbone.avgpool = LesionPool()
+            backbone.fc = nn.Linear(2 * backbone.fc.in_features, feature_size)
     else:
         backbone = DenseNet121(spatial_dims=dims, in_channels=in_channels, out_channels=feature_size,
                                init_features=max(8, int(64 * widen_factor)), growth_rate=max(4, int(32 * widen_factor)),

@@ -85,6 +85,30 @@ def test_lesion_pooling_reads_inside_and_around_the_mask():
         CorrelationRoutingNetwork(1, [2], pooling="max")
 
 
+def test_resnet_lesion_pooling_reads_the_mask_channel():
+    """Early fusion with lesion pooling: moving the lesion mask changes the output (global pooling
+    of an image that is zero everywhere but in the mask channel would too, so compare the pool's
+    two halves directly), and the pool forgets the mask after each forward."""
+    from medrefine.networks.lesion import LesionPool
+
+    torch.manual_seed(3)
+    net = build_lesion_classifier("resnet18", 1, [2], widen_factor=0.25, pooling="lesion").eval()
+    assert isinstance(net.backbone.avgpool, LesionPool)
+    image = torch.randn(1, 2, 16, 16, 16)
+    image[:, 1] = 0.0
+    image[:, 1, 6:10, 6:10, 6:10] = 1.0
+    with torch.no_grad():
+        out = net(image)
+    assert net.backbone.avgpool.mask is None and out.shape == (1, 2)
+    pool = LesionPool()
+    pool.mask = torch.zeros(1, 1, 8, 8, 8)
+    pool.mask[..., :4, :, :] = 1.0
+    features = torch.cat([torch.full((1, 1, 4, 8, 8), 2.0), torch.full((1, 1, 4, 8, 8), -1.0)], 2)
+    assert torch.allclose(pool(features).flatten(), torch.tensor([2.0, -1.0]))
+    with pytest.raises(ValueError, match="`pooling` must be"):
+        build_lesion_classifier("resnet18", 1, [2], pooling="lesoin")
+
+
 def test_model_json_round_trip(tmp_path):
     from medrefine.workflows.models import read_model, save_model
 
