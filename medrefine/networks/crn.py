@@ -38,7 +38,7 @@ import torch
 from monai.networks.blocks import Convolution, MLPBlock
 from torch import nn
 
-__all__ = ["CorrelationRoutingNetwork", "TokenAttention", "to_slices"]
+__all__ = ["CorrelationRoutingNetwork", "TokenAttention", "lesion_means", "to_slices"]
 
 
 def to_slices(x: torch.Tensor, num_slices: int) -> torch.Tensor:
@@ -53,6 +53,17 @@ def to_slices(x: torch.Tensor, num_slices: int) -> torch.Tensor:
     start = (x.shape[-1] - num_slices) // 2
     part = x[..., start : start + num_slices]
     return part.permute(0, 1, 4, 2, 3).reshape(x.shape[0], x.shape[1] * num_slices, x.shape[2], x.shape[3])
+
+
+def lesion_means(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, C, *spatial)`` features -> ``(B, 2C)``: their means inside the lesion mask, then over the
+    rest; ``mask (B, 1, *input spatial)`` is resampled to the feature grid by area averaging."""
+    dims = tuple(range(2, features.ndim))
+    pool = nn.functional.adaptive_avg_pool3d if features.ndim == 5 else nn.functional.adaptive_avg_pool2d
+    weight = pool(mask.to(features.dtype), features.shape[2:]).clamp(0, 1)
+    inside = (features * weight).sum(dims) / weight.sum(dims).clamp_min(1e-3)
+    outside = (features * (1 - weight)).sum(dims) / (1 - weight).sum(dims).clamp_min(1e-3)
+    return torch.cat([inside, outside], 1)
 
 
 class TokenAttention(nn.Module):
@@ -183,17 +194,10 @@ class CorrelationRoutingNetwork(nn.Module):
         return torch.all(~routed[None, :, :] | routed[:, None, :], dim=-1)  # [t, s]: routed(s) within routed(t)
 
     def _pool(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``(B, C, *spatial)`` -> ``(B, C)`` (global) or ``(B, 2C)``: means inside the lesion mask and
-        over the rest (the mask resampled to the feature grid by area averaging)."""
-        dims = tuple(range(2, features.ndim))
+        """``(B, C, *spatial)`` -> ``(B, C)`` (global) or ``(B, 2C)`` (:func:`lesion_means`)."""
         if self.pooling == "global":
-            return features.mean(dims)
-        weight = nn.functional.adaptive_avg_pool3d(mask.float(), features.shape[2:]) if features.ndim == 5 \
-            else nn.functional.adaptive_avg_pool2d(mask.float(), features.shape[2:])
-        weight = weight.to(features.dtype).clamp(0, 1)
-        inside = (features * weight).sum(dims) / weight.sum(dims).clamp_min(1e-3)
-        outside = (features * (1 - weight)).sum(dims) / (1 - weight).sum(dims).clamp_min(1e-3)
-        return torch.cat([inside, outside], 1)
+            return features.mean(tuple(range(2, features.ndim)))
+        return lesion_means(features, mask)
 
     def explain(self, image: torch.Tensor, presence: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Logits ``(B, sum K)``, routing weights ``(M, T)`` and attention ``(layers, B, T, T)``."""

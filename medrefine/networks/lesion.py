@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from medrefine.errors import did_you_mean
-from medrefine.networks.crn import CorrelationRoutingNetwork, to_slices
+from medrefine.networks.crn import CorrelationRoutingNetwork, lesion_means, to_slices
 from medrefine.networks.describe import records_init_args
 
 __all__ = ["LESION_NETWORKS", "LesionPool", "MultiTargetClassifier", "build_lesion_classifier", "split_logits"]
@@ -47,7 +47,7 @@ def split_logits(logits: torch.Tensor, num_classes: Sequence[int]) -> list[torch
 
 class LesionPool(nn.Module):
     """Replaces a backbone's global average pool: ``(B, C, *spatial)`` -> ``(B, 2C, 1, ...)``, the
-    means inside the lesion mask and over the rest (see :meth:`CorrelationRoutingNetwork._pool`).
+    means inside the lesion mask and over the rest (:func:`~medrefine.networks.crn.lesion_means`).
     The owner sets :attr:`mask` (``(B, 1, *input spatial)``) before each forward of the backbone."""
 
     def __init__(self) -> None:
@@ -57,12 +57,7 @@ class LesionPool(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if self.mask is None:
             raise RuntimeError("LesionPool needs its `mask` set by the classifier before the backbone runs")
-        dims = tuple(range(2, features.ndim))
-        pool = nn.functional.adaptive_avg_pool3d if features.ndim == 5 else nn.functional.adaptive_avg_pool2d
-        weight = pool(self.mask.to(features.dtype), features.shape[2:]).clamp(0, 1)
-        inside = (features * weight).sum(dims) / weight.sum(dims).clamp_min(1e-3)
-        outside = (features * (1 - weight)).sum(dims) / (1 - weight).sum(dims).clamp_min(1e-3)
-        return torch.cat([inside, outside], 1).reshape(features.shape[0], -1, *([1] * len(dims)))
+        return lesion_means(features, self.mask).reshape(features.shape[0], -1, *([1] * (features.ndim - 2)))
 
 
 class MultiTargetClassifier(nn.Module):
