@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["distributed_rank_world", "average_gradients"]
+__all__ = ["distributed_rank_world", "average_gradients", "broadcast_parameters", "rank_share"]
 
 
 def distributed_rank_world() -> tuple[int, int]:
@@ -36,3 +36,29 @@ def average_gradients(network: nn.Module, world: int) -> None:
         n = g.numel()
         g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
+
+
+def broadcast_parameters(network: nn.Module, world: int) -> None:
+    """Copy the first process's parameters and buffers into every process's ``network`` (no-op for 1)."""
+    if world <= 1:
+        return
+    with torch.no_grad():
+        for tensor in [*network.parameters(), *network.buffers()]:
+            torch.distributed.broadcast(tensor.data, src=0)
+
+
+def rank_share(size: int, rank: int, world: int) -> list[int]:
+    """Positions ``0..size-1`` of a global batch that process ``rank`` of ``world`` takes.
+
+    Every ``world``-th position from ``rank`` on, so equal shares when ``world`` divides ``size``;
+    a batch smaller than ``world`` gives each process one position, repeated across processes.
+
+    Example:
+        >>> rank_share(4, 1, 2)
+        [1, 3]
+        >>> rank_share(1, 1, 2)
+        [0]
+    """
+    if size < 1 or world < 1 or not 0 <= rank < world:
+        raise ValueError(f"need size >= 1 and 0 <= rank < world, got size={size}, rank={rank}, world={world}")
+    return list(range(size))[rank::world] or [rank % size]

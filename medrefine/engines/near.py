@@ -32,7 +32,7 @@ from monai.inferers import Inferer, SimpleInferer
 from torch import nn
 
 from medrefine.engines.cases import foreground_dice, stack_cases
-from medrefine.engines.distributed import average_gradients, distributed_rank_world
+from medrefine.engines.distributed import average_gradients, broadcast_parameters, distributed_rank_world, rank_share
 from medrefine.errors import InputError, did_you_mean
 from medrefine.losses.near import NeARLoss, inverse_frequency_weights
 from medrefine.networks.near import (
@@ -233,6 +233,7 @@ class AutoDecoderTrainer(Trainer):
             amp=use_amp, decollate=False, handlers=None,
         )
         self.network = network.to(device)
+        broadcast_parameters(self.network, distributed_rank_world()[1])  # every process starts from rank 0's weights
         self.optimizer = optimizer
         self.batch_size = int(batch_size)
         self.train_resolution = int(train_resolution)
@@ -315,10 +316,13 @@ class AutoDecoderTrainer(Trainer):
         perm = self._permutation(engine.state.epoch)
         slot = int(slot)
         case_idx = perm[slot * self.batch_size : (slot + 1) * self.batch_size]
-        rank, world = distributed_rank_world()
-        if world > 1:  # each process takes its share of the batch; gradients are averaged below
-            case_idx = case_idx[rank::world] if len(case_idx) >= world else case_idx[rank % len(case_idx) :][:1]
         pts, app, target = self.sample_batch(case_idx, engine.state.iteration)
+        rank, world = distributed_rank_world()
+        if world > 1:  # each process takes its share of the batch drawn whole (the points one process would
+            # draw), so the mean of the processes' losses and gradients (averaged below) are the global batch's
+            share = torch.tensor(rank_share(len(case_idx), rank, world))
+            case_idx, pts, target = case_idx[share], pts[share.to(pts.device)], target[share.to(target.device)]
+            app = None if app is None else app[share.to(app.device)]
         idx = case_idx.to(self.device)
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)

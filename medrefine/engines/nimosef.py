@@ -29,7 +29,7 @@ import torch
 from monai.engines import Evaluator, Trainer
 from torch import nn
 
-from medrefine.engines.distributed import average_gradients, distributed_rank_world
+from medrefine.engines.distributed import average_gradients, broadcast_parameters, distributed_rank_world, rank_share
 from medrefine.errors import InputError
 from medrefine.losses.jacobian import folding_share, jacobian, jacobian_determinant
 from medrefine.losses.nimosef import NimosefLoss, laplacian_smoothness
@@ -235,6 +235,7 @@ class NimosefTrainer(Trainer):
                          data_loader=range(math.ceil(len(dataset) / int(batch_size))), amp=use_amp, decollate=False)
         self.device = device
         self.network = network.to(device)
+        broadcast_parameters(self.network, distributed_rank_world()[1])  # every process starts from rank 0's weights
         self.optimizer = optimizer
         self.loss_function = (loss_function or NimosefLoss(network.num_classes)).to(device)
         self.scale_mm = float(scale_mm) if scale_mm is not None else coordinate_scale(dataset)
@@ -251,14 +252,16 @@ class NimosefTrainer(Trainer):
         perm = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed * 7919 + int(epoch)))
         cases = perm[int(slot) * self.batch_size : (int(slot) + 1) * self.batch_size].tolist()
         rank, world = distributed_rank_world()
-        if world > 1:
-            cases = cases[rank::world] or cases[:1]
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(engine.state.iteration))
+        if world > 1:  # this process's share; each subject draws from its own generator, so the share draws
+            # what one process drawing the whole batch would, and the processes' mean loss is the global batch's
+            cases = [cases[i] for i in rank_share(len(cases), rank, world)]
+        gens = [torch.Generator().manual_seed(self.seed * 1_000_003 + int(engine.state.iteration) * 65_537 + case)
+                for case in cases]
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
         data, loss_fn = self.data, self.loss_function
         pts, times, t_eds, intens, labels, frames = [], [], [], [], [], []
-        for case in cases:
+        for case, gen in zip(cases, gens):
             ed = data.ed_frames[case]
             frame = int(torch.randint(data.frames[case], (1,), generator=gen))
             frames.append(frame)
@@ -280,7 +283,7 @@ class NimosefTrainer(Trainer):
                                         torch.stack(intens).view(b, -1), latent.float())
             motion: dict[str, list[torch.Tensor]] = {}
             for j, case in enumerate(cases):
-                for name, value in motion_terms(self.network, latent[j : j + 1], data, case, frames[j], loss_fn, gen,
+                for name, value in motion_terms(self.network, latent[j : j + 1], data, case, frames[j], loss_fn, gens[j],
                                                 boundary_points=self.boundary_points,
                                                 jacobian_points=self.jacobian_points,
                                                 jacobian_method=self.jacobian_method).items():

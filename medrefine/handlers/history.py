@@ -30,6 +30,25 @@ def _rank() -> int:
     return 0
 
 
+def _merge_ranks(sums: dict[str, list[float]]) -> dict[str, float]:
+    """Every process's epoch values of each key, averaged over all of them (this process's alone without a group).
+
+    The training outputs of a distributed run are each process's share of the global batch; with
+    equal shares (a ``DistributedSampler`` with ``even_divisible``) the mean over processes of
+    their mean losses is the loss of the global batch, as one process would have computed it.
+    """
+    totals = {key: (sum(values), len(values)) for key, values in sums.items()}
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        gathered: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, totals)
+        totals = {}
+        for part in gathered:
+            for key, (total, count) in part.items():
+                old = totals.get(key, (0.0, 0))
+                totals[key] = (old[0] + total, old[1] + count)
+    return {key: total / count for key, (total, count) in totals.items() if count}
+
+
 def _scalars(output: Any) -> dict[str, float]:
     """The scalar numbers of an engine output (a dict, or a list of per-sample dicts, averaged)."""
     items = output if isinstance(output, list) else [output]
@@ -89,7 +108,8 @@ class HistoryCSV:
     validation metrics of the epochs that validated (``val_mean_dice``, ...), empty otherwise.
 
     The file is rewritten atomically after every epoch (a kill never leaves half a row), only by
-    the first process of a distributed run. When the trainer resumes, the rows of epochs after the
+    the first process of a distributed run; attach the handler in every process there, as the
+    ``train_*`` values are averaged over all processes' iterations (the global batch's loss). When the trainer resumes, the rows of epochs after the
     resumed one are dropped at the start of its first epoch. Attach it after the
     ``ValidationHandler`` so the epoch's validation has run.
 
@@ -151,8 +171,8 @@ class HistoryCSV:
 
     def _epoch_completed(self, engine) -> None:
         row: dict[str, Any] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
-        for key, values in self._sums.items():
-            row[f"train_{key}"] = sum(values) / len(values)
+        for key, value in _merge_ranks(self._sums).items():
+            row[f"train_{key}"] = value
         if self.optimizer is not None:
             row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
