@@ -22,6 +22,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "multi_gpu_train": ("train", "multi_gpu_train"),
     "stage2": ("train", "stage2"),
     "cross_validation": ("train", "cross_validation"),
+    "multi_gpu_stage2": ("train", "multi_gpu_train", "stage2", "multi_gpu_stage2"),
 }
 
 # mode -> MONAI workflow type, whose required properties (monai.bundle.properties.TrainProperties /
@@ -31,6 +32,7 @@ WORKFLOW_TYPES: dict[str, str] = {
     "multi_gpu_train": "train",
     "stage2": "train",
     "cross_validation": "train",
+    "multi_gpu_stage2": "train",
     "evaluate": "infer",
     "inference": "infer",
 }

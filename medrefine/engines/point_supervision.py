@@ -40,9 +40,17 @@ __all__ = ["CrossDistillationTrainer", "distillation_loss", "frozen_copy"]
 logger = logging.getLogger(__name__)
 
 
+def _unwrapped(network: nn.Module) -> nn.Module:
+    """The module a ``DistributedDataParallel`` / ``DataParallel`` wrapper holds, else ``network``."""
+    return network.module if isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else network
+
+
 def frozen_copy(network: nn.Module) -> nn.Module:
-    """A deep copy of ``network`` in eval mode with gradients off (a teacher)."""
-    frozen = copy.deepcopy(network)
+    """A deep copy of ``network`` (of the module inside a DDP wrapper) in eval mode with gradients off (a teacher).
+
+    A teacher only runs forward passes without gradients, so it is never wrapped for data parallelism.
+    """
+    frozen = copy.deepcopy(_unwrapped(network))
     frozen.eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
@@ -212,7 +220,7 @@ class CrossDistillationTrainer(Trainer):
     def refresh_teachers(self) -> None:
         """Copy both live networks into their frozen teachers."""
         for teacher, network in zip(self.teachers, self.networks):
-            teacher.load_state_dict(network.state_dict())
+            teacher.load_state_dict(_unwrapped(network).state_dict())
             teacher.eval()
         self._refined.clear()
 

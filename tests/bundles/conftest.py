@@ -2,16 +2,63 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+
+
+def copy_bundle(name: str, root: Path) -> Path:
+    """A copy of bundle ``name`` at ``root`` (without trained models, outputs or logs)."""
+    shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "logs", "__pycache__"))
+    return root
+
+
+def run_bundle_processes(root: Path, cohort: Path, layers: Sequence[str], *args: str, nproc: int = 2) -> Path:
+    """Run the bundle copy ``root`` with config ``layers`` (stems in ``configs/``) through
+    ``python -m monai.bundle run``: under ``torchrun --standalone --nproc_per_node=nproc`` (gloo on CPU)
+    when ``nproc`` > 1, as one plain process otherwise. ``args`` are more ``--key value`` overrides.
+    Returns ``root``; fails with the processes' output."""
+    configs = root / "configs"
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+    cmd = [
+        sys.executable, *launcher, "-m", "monai.bundle", "run",
+        "--config_file", str([str(configs / f"{stem}.json") for stem in layers]),
+        "--meta_file", str(configs / "metadata.json"),
+        "--bundle_root", str(root), "--work_dir", str(root), "--dataset_dir", str(cohort), *args,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(BUNDLES.parent))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    (root / "run.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root
+
+
+def history_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``HistoryCSV`` file."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+class BundleProcesses:
+    """:func:`copy_bundle`, :func:`run_bundle_processes` and :func:`history_rows` for a test (fixture ``bundle_processes``)."""
+
+    copy = staticmethod(copy_bundle)
+    run = staticmethod(run_bundle_processes)
+    history = staticmethod(history_rows)
+
+
+@pytest.fixture
+def bundle_processes() -> BundleProcesses:
+    """Copy a bundle, run it in one or several processes, read its history (see :class:`BundleProcesses`)."""
+    return BundleProcesses()
 
 
 @pytest.fixture
@@ -21,19 +68,8 @@ def torchrun_train(tmp_path) -> Callable[..., Path]:
     ``args`` are more ``--key value`` overrides. Returns the bundle copy; fails with the processes' output."""
 
     def run(name: str, cohort: Path, *args: str) -> Path:
-        root = tmp_path / name
-        shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "logs"))
-        configs = root / "configs"
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "-m", "monai.bundle", "run",
-            "--config_file", str([str(configs / f) for f in ("train.json", "multi_gpu_train.json", "smoke.json")]),
-            "--meta_file", str(configs / "metadata.json"),
-            "--bundle_root", str(root), "--work_dir", str(root), "--dataset_dir", str(cohort), *args,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return root
+        root = copy_bundle(name, tmp_path / name)
+        return run_bundle_processes(root, cohort, ("train", "multi_gpu_train", "smoke"), *args, nproc=2)
 
     return run
 

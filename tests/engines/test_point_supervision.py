@@ -211,3 +211,24 @@ def test_refined_labels_are_cached_until_the_teachers_refresh(epochs, refresh, e
     logits = torch.zeros(1, 2, 6, 6, 6)
     hard = trainer._hard_labels(trainer.refined_logits(0, logits, batch["image"]), batch["seeds"])
     assert int(hard[..., 5, 5, 5]) == 1 and int(hard[..., 0, 0, 0]) == 0  # refined foreground; the seeds kept
+
+
+def test_teachers_of_ddp_wrapped_networks_are_plain_copies_and_refresh_from_the_inner_module(tmp_path):
+    """Stage 2 under torchrun wraps both networks in DistributedDataParallel: the teachers copy the inner
+    module (a deep copy of the wrapper would hold the process group) and refresh from its state dict,
+    whose keys lack the wrapper's ``module.`` prefix."""
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        nets = [torch.nn.parallel.DistributedDataParallel(_net(seed)) for seed in range(2)]
+        teacher = frozen_copy(nets[0])
+        assert not isinstance(teacher, torch.nn.parallel.DistributedDataParallel)
+        assert _same(teacher, nets[0].module) and not any(p.requires_grad for p in teacher.parameters())
+        opts = [torch.optim.SGD(n.parameters(), lr=0.5) for n in nets]
+        trainer = CrossDistillationTrainer("cpu", 1, _loader(), networks=nets, optimizers=opts, refresh_epochs=1)
+        trainer.run()
+        assert not _same(trainer.teachers[0], nets[0].module)  # trained, no refresh after the last epoch
+        trainer.refresh_teachers()
+        assert all(_same(t, n.module) for t, n in zip(trainer.teachers, nets))
+    finally:
+        torch.distributed.destroy_process_group()
