@@ -11,8 +11,8 @@ no partial files.
 
 Tolerances (``rel``), measured on these cohorts (see each entry):
 
-- mean-over-samples losses (Dice per sample + voxel-mean cross-entropy on equal 32^3 crops, a
-  classifier's cross-entropy): only float32 summation order differs, ``rel=1e-4``;
+- mean-over-samples losses (Dice per sample + voxel-mean cross-entropy on equal 32^3 crops): only
+  float32 summation order differs, ``rel=1e-4``;
 - losses that are not a mean over samples differ by the loss's own definition, not by the
   data each process saw: the partially labeled cross-entropy of stage 1 averages over the labeled
   voxels of each process's half; NeAR's batch Dice and class-weighted CE and NIMOSEF's batch terms
@@ -51,22 +51,25 @@ def _cine(root: Path) -> Path:
 #: bundle -> cohort, overrides of both runs (augmentation off, deterministic crops), batch_size of the
 #: single run and of each of the two processes, history file, the model files rank 0 writes, ``rel``
 CASES = {
-    "multiorgan_ct_segmentation": dict(  # 5 cases, 1 for validation; DiceCE per sample: measured rel 1e-6
+    "multiorgan_ct_segmentation": dict(  # 5 cases, 1 for validation; DiceCE per sample: rel 6e-5 before
+        # HistoryCSV averaged over processes (rank 0's half alone), so 1e-4 is about the tightest safe bound
         cohort=lambda root: _cardiac(root, 5),
         args=("--roi_size", "[32,32,32]", "--prob_flip", "0", "--prob_rotate", "0", "--prob_intensity", "0",
               "--prob_elastic", "0"),
         batch=(4, 2), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-4),
-    "lesion_classification": dict(  # cross-entropy over lesions: measured rel 1e-7
+    # class-weighted CE; the ResNet's BatchNorm normalises each process's half on CPU (SyncBatchNorm, which
+    # multi_gpu_train uses on CUDA, needs CUDA): measured rel 9e-2, so this only catches gross errors
+    "lesion_classification": dict(
         cohort=_lesions,
         args=("--prob_flip", "0", "--prob_affine", "0", "--prob_intensity", "0", "--modality_dropout", "0"),
-        batch=(6, 3), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-4),
-    "annotation_refinement": dict(  # batch Dice + class-weighted CE: measured rel 2e-3
+        batch=(6, 3), history="logs/history.csv", models=("model.pt", "model.json"), rel=0.15),
+    "annotation_refinement": dict(  # batch Dice + class-weighted CE, not a mean over cases: rel 2e-3 measured on blobs
         cohort=lambda root: _cardiac(root, 4), args=(),
         batch=(4, 4), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-2),
-    "cardiac_motion": dict(  # measured rel ?
+    "cardiac_motion": dict(  # batch-pooled image terms, not a mean over subjects; passes at 1e-2
         cohort=_cine, args=(),
         batch=(4, 4), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-2),
-    "point_supervised_segmentation": dict(  # partial CE over each half's labeled voxels: measured rel ?
+    "point_supervised_segmentation": dict(  # partial CE over each half's labeled voxels; passes at 1e-2
         cohort=lambda root: _cardiac(root, 4), args=(),
         batch=(4, 2), history="logs/history_stage1_unet.csv", models=("stage1_unet.pt", "stage1_unet.json"), rel=1e-2),
 }
@@ -119,3 +122,14 @@ def test_point_supervision_stage2_two_processes(tmp_path, bundle_processes):
     # DiceCE per sample + voxel-mean distillation are means over samples; the CRF label refiner optimises each
     # batch's labels jointly (Adam over the batch), measured rel 1.6e-4
     assert double == pytest.approx(single, rel=1e-3), f"first-step loss {double} (2 processes) vs {single}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_multi_gpu_train_keeps_the_imports_of_train(name):
+    """An ``imports`` list in multi_gpu_train replaces train.json's: a dropped module fails every torchrun run."""
+    import json
+
+    configs = Path(__file__).resolve().parents[2] / "bundles" / name / "configs"
+    train = json.loads((configs / "train.json").read_text()).get("imports", [])
+    multi = json.loads((configs / "multi_gpu_train.json").read_text())
+    assert set(train) <= set(multi.get("imports", train)) | set(multi.get("+imports", []))

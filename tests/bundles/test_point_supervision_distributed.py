@@ -1,22 +1,8 @@
-"""The point-supervision bundle's multi_gpu_train config (stage 1) runs under torchrun with two CPU
-processes (gloo), as the refinement bundle's does."""
+"""The point-supervision bundle's multi-process configs stay copies of its single-process ones (the runs
+themselves: tests/bundles/test_distributed_training.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-
-@pytest.mark.slow
-def test_two_process_training(tmp_path, torchrun_train):
-    from medrefine.data.phantoms import make_cardiac_cohort
-    from medrefine.workflows.models import read_model
-
-    make_cardiac_cohort(tmp_path / "cohort", cases=4, size=32, noise="moderate", seed=5)
-    root = torchrun_train("point_supervised_segmentation", tmp_path / "cohort", "--batch_size", "2")
-    model = read_model(root / "models" / "stage1_unet.pt")  # description written once, by rank 0
-    assert model.weights_path.is_file() and model.classes
-    history = (root / "logs" / "history.csv").read_text().strip().splitlines()
-    assert len(history) == 1 + 2, history  # header + one row per epoch, written once (rank 0)
 
 
 def test_multi_gpu_config_follows_train_json():
@@ -34,3 +20,23 @@ def test_multi_gpu_config_follows_train_json():
     check = next(s for s in train["run"] if "is_file()" in s)
     assert multi["run"][multi["run"].index(check) - 1] == "$dist.barrier()"
     assert [s for s in multi["run"] if s != "$dist.barrier()"] == train["run"]
+
+
+def test_multi_gpu_stage2_config_follows_stage2_json():
+    """multi_gpu_stage2 wraps stage2.json's two networks in DDP and keeps its steps, rank 0 alone writing."""
+    import json
+
+    from medrefine.bundle import config_files, find_bundle
+
+    bundle = find_bundle("point_supervised_segmentation")
+    assert [p.stem for p in config_files(bundle, "multi_gpu_stage2")] == ["train", "multi_gpu_train", "stage2", "multi_gpu_stage2"]
+    configs = bundle.path / "configs"
+    stage2 = json.loads((configs / "stage2.json").read_text())
+    multi = json.loads((configs / "multi_gpu_stage2.json").read_text())
+    for key in ("network", "network2"):
+        assert multi[key]["module"] == stage2[key]
+    describe = [s for s in stage2["initialize"] if "write_description" in s]
+    assert [s for s in multi["initialize"] if "write_description" in s] == [f"{s} if dist.get_rank() == 0 else None" for s in describe]
+    assert [s for s in multi["run"] if s != "$dist.barrier()"] == stage2["run"]
+    savers = [i for i, h in enumerate(stage2["validate#handlers"]) if h["_target_"].endswith("CheckpointSaver")]
+    assert savers and all(multi[f"validate#handlers#{i}#_disabled_"] == "$dist.get_rank() > 0" for i in savers)
