@@ -44,12 +44,11 @@ def bundles(root: str | None) -> None:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], work_dir: str | None,
         run_name: str | None, root: str | None, debug: bool) -> None:
-    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation, multi_gpu_stage2) of BUNDLE.
+    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation) of BUNDLE.
 
     A thin wrapper over `python -m monai.bundle run`: it picks the bundle's config layers for the
     mode (evaluate = train + evaluate, as in the MONAI model zoo; stage2 = train + stage2 for
-    point_supervised_segmentation, multi_gpu_stage2 = train + multi_gpu_train + stage2 +
-    multi_gpu_stage2 for it under torchrun; cross_validation = train + cross_validation for
+    point_supervised_segmentation; cross_validation = train + cross_validation for
     lesion_classification) and passes the overrides on. Every case is checked before the
     first output; a refused input is one line `Error: <file>: expected ..., found ...` with exit
     code 3 (other failures: exit 1; --debug shows the traceback). Config values and --set values
