@@ -22,6 +22,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "multi_gpu_train": ("train", "multi_gpu_train"),
     "stage2": ("train", "stage2"),
     "cross_validation": ("train", "cross_validation"),
+    "multi_gpu_inference": ("inference", "multi_gpu_inference"),
 }
 
 # mode -> MONAI workflow type, whose required properties (monai.bundle.properties.TrainProperties /
@@ -33,6 +34,7 @@ WORKFLOW_TYPES: dict[str, str] = {
     "cross_validation": "train",
     "evaluate": "infer",
     "inference": "infer",
+    "multi_gpu_inference": "infer",
 }
 
 
