@@ -12,7 +12,7 @@ use N cores.
   ``logs/history.csv`` (process start-up, caching and the first epoch are left out); validation
   is switched off during the timed epochs. Samples = iterations x per-process batch x crops per
   case x N.
-- Inference: all cases of the cohort; the time of the evaluator's run (ignite's
+- Inference: ``--infer-cases`` unseen phantoms; the time of the evaluator's run (ignite's
   ``state.times["COMPLETED"]``, reading, inference, inversion and writing of every case) of the
   slowest process, recorded by a config layered on top. Start-up and the final merge are left out.
 
@@ -22,7 +22,7 @@ rows of one run, not runs on different days.
 Usage::
 
     python benchmarks/scaling.py [--processes 2] [--cases 9] [--size 48] [--epochs 6] [--warmup 1]
-                                 [--global-batch 4] [--work /tmp/medrefine_scaling] [--quick]
+                                 [--infer-cases 31] [--global-batch 4] [--work /tmp/medrefine_scaling] [--quick]
 """
 
 from __future__ import annotations
@@ -99,26 +99,27 @@ def infer(processes: int, root: Path, cohort: Path, model_dir: Path, args: argpa
                                           "output_dir": str(out), "device": "cpu"})
     seconds = max(float(p.read_text()) for p in out.glob("seconds_rank*"))
     written = len(list(out.glob("*_seg.nii.gz")))
-    if written != args.cases:
-        sys.exit(f"{out}: expected {args.cases} segmentations, found {written}")
-    return args.cases / seconds * 60.0, wall
+    if written != args.infer_cases:
+        sys.exit(f"{out}: expected {args.infer_cases} segmentations, found {written}")
+    return args.infer_cases / seconds * 60.0, wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("--processes", type=int, default=2, help="processes of the parallel runs (default 2)")
-    parser.add_argument("--cases", type=int, default=9, help="phantom cases (training: all but one; inference: all). Default 9")
+    parser.add_argument("--cases", type=int, default=9, help="phantom cases to train on (one held out for validation). Default 9")
+    parser.add_argument("--infer-cases", type=int, default=31, help="phantom cases to infer (odd: the ranks differ by one). Default 31")
     parser.add_argument("--size", type=int, default=48, help="edge of each phantom volume in voxels. Default 48")
     parser.add_argument("--epochs", type=int, default=6, help="training epochs, warm-up included. Default 6")
     parser.add_argument("--warmup", type=int, default=1, help="epochs left out of the timing. Default 1")
     parser.add_argument("--global-batch", type=int, default=4, help="cases per optimiser step over all processes. Default 4")
     parser.add_argument("--crops", type=int, default=2, help="random crops per case (num_samples). Default 2")
     parser.add_argument("--work", type=Path, default=Path("/tmp/medrefine_scaling"), help="scratch folder (replaced)")
-    parser.add_argument("--quick", action="store_true", help="5 cases of 32^3, 3 epochs (about a minute and a half)")
+    parser.add_argument("--quick", action="store_true", help="5 training and 9 inference cases of 32^3, 3 epochs (about a minute and a half)")
     args = parser.parse_args()
     if args.quick:
-        args.cases, args.size, args.epochs = 5, 32, 3
+        args.cases, args.infer_cases, args.size, args.epochs = 5, 9, 32, 3
     if not 1 <= args.warmup < args.epochs:
         sys.exit(f"--warmup must be in [1, --epochs), got {args.warmup} with --epochs {args.epochs}")
     from medrefine.data.phantoms import make_cardiac_cohort
@@ -127,12 +128,13 @@ def main() -> None:
     root = args.work / "bundle"
     shutil.copytree(BUNDLE, root, ignore=shutil.ignore_patterns("models", "eval", "logs", "__pycache__"))
     cohort = make_cardiac_cohort(args.work / "cohort", cases=args.cases, size=args.size, noise="moderate", seed=0)
+    unseen = make_cardiac_cohort(args.work / "unseen", cases=args.infer_cases, size=args.size, noise="moderate", seed=1)
     import torch
 
     print(f"torch {torch.__version__} on {platform.processor() or platform.machine()} ({os.cpu_count()} cores), "
-          f"multiorgan_ct_segmentation smoke, {args.cases} cases of {args.size}^3, 1 thread per process")
-    print(f"training: global batch {args.global_batch} x {args.crops} crops, {args.epochs} epochs, first {args.warmup} untimed; "
-          f"inference: {args.cases} cases")
+          f"multiorgan_ct_segmentation smoke, phantoms of {args.size}^3, 1 thread per process")
+    print(f"training: {args.cases - 1} cases, global batch {args.global_batch} x {args.crops} crops, {args.epochs} epochs, "
+          f"first {args.warmup} untimed; inference: {args.infer_cases} unseen cases")
     rows = []
     for kind in ("train", "inference"):
         base = None
@@ -140,7 +142,7 @@ def main() -> None:
             if kind == "train":
                 rate, wall = train(n, root, cohort, args)
             else:
-                rate, wall = infer(n, root, cohort, root / "train_1" / "models", args)
+                rate, wall = infer(n, root, unseen, root / "train_1" / "models", args)
             base = rate if base is None else base
             rows.append((kind, n, rate, "samples/s" if kind == "train" else "cases/min", rate / base, rate / base / n, wall))
     print(f"{'task':<10} {'processes':>9} {'throughput':>11} {'unit':<10} {'speedup':>8} {'efficiency':>10} {'wall s':>7}")
