@@ -23,6 +23,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "stage2": ("train", "stage2"),
     "cross_validation": ("train", "cross_validation"),
     "multi_gpu_stage2": ("train", "multi_gpu_train", "stage2", "multi_gpu_stage2"),
+    "multi_gpu_inference": ("inference", "multi_gpu_inference"),
 }
 
 # mode -> MONAI workflow type, whose required properties (monai.bundle.properties.TrainProperties /
@@ -35,6 +36,7 @@ WORKFLOW_TYPES: dict[str, str] = {
     "multi_gpu_stage2": "train",
     "evaluate": "infer",
     "inference": "infer",
+    "multi_gpu_inference": "infer",
 }
 
 

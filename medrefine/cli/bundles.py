@@ -4,7 +4,52 @@ from __future__ import annotations
 
 import click
 
-MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train", "stage2", "cross_validation", "multi_gpu_stage2")
+MODE_CHOICES = ("train", "evaluate", "inference", "multi_gpu_train", "stage2", "cross_validation", "multi_gpu_stage2",
+                "multi_gpu_inference")
+
+# mode -> the mode that runs it across processes under torchrun (``--nproc N`` with N > 1)
+DISTRIBUTED_MODES = {"train": "multi_gpu_train", "stage2": "multi_gpu_stage2", "inference": "multi_gpu_inference"}
+
+
+def _distributed_command(bundle: str, mode: str, nproc: int, *, root: str | None, sets: tuple[str, ...],
+                         extra: tuple[str, ...], work_dir: str | None, run_name: str | None, debug: bool) -> list[str]:
+    """``python -m torch.distributed.run ... -m medrefine run BUNDLE <distributed mode> ...``, the options passed on.
+
+    Raises:
+        click.UsageError: ``mode`` has no distributed variant.
+        click.ClickException: the bundle has no config for the distributed variant.
+    """
+    import os
+    import sys
+
+    from medrefine.bundle import find_bundle
+
+    if mode in DISTRIBUTED_MODES.values():
+        target = mode
+    elif mode in DISTRIBUTED_MODES:
+        target = DISTRIBUTED_MODES[mode]
+    else:
+        raise click.UsageError(f"--nproc {nproc}: mode {mode!r} does not run across processes; expected one of "
+                               f"{', '.join(DISTRIBUTED_MODES)} (or run it with --nproc 1)")
+    info = find_bundle(bundle, root)
+    if target not in info.modes:
+        raise click.ClickException(f"--nproc {nproc}: bundle {info.name!r} has no configs/{target}.json, "
+                                   f"so mode {mode!r} runs in one process only (run it with --nproc 1)")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "medrefine", "run", str(info.path), target]
+    for item in sets:
+        cmd += ["--set", item]
+    for item in extra:
+        cmd += ["--config", os.path.abspath(item) if os.path.isfile(item) else item]
+    if work_dir is not None:
+        cmd += ["--work-dir", os.path.abspath(work_dir)]
+    if run_name is not None:
+        cmd += ["--run", run_name]
+    if root is not None:
+        cmd += ["--root", os.path.abspath(root)]
+    if debug:
+        cmd.append("--debug")
+    return cmd
 
 
 @click.command()
@@ -41,10 +86,16 @@ def bundles(root: str | None) -> None:
               help="Name of the run under ./medrefine_runs/BUNDLE/ (default: 'default'); a new name starts afresh.")
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder holding bundles (default: $MEDREFINE_BUNDLES, else the installed package's, else the repository's bundles/).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Processes to run MODE with. N > 1 starts N processes on this machine under "
+                   "`python -m torch.distributed.run --standalone --nproc_per_node N` (one GPU each on CUDA, "
+                   "nccl; gloo on CPU) with the distributed mode: train -> multi_gpu_train, "
+                   "stage2 -> multi_gpu_stage2, inference -> multi_gpu_inference (the cases are shared out, "
+                   "each output written once, tables merged by rank 0). The other options are passed on.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], work_dir: str | None,
-        run_name: str | None, root: str | None, debug: bool) -> None:
-    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation) of BUNDLE.
+        run_name: str | None, root: str | None, nproc: int, debug: bool) -> None:
+    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation, multi_gpu_inference) of BUNDLE.
 
     A thin wrapper over `python -m monai.bundle run`: it picks the bundle's config layers for the
     mode (evaluate = train + evaluate, as in the MONAI model zoo; stage2 = train + stage2 for
@@ -65,6 +116,7 @@ def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], w
       medrefine run annotation_refinement inference --set dataset_dir=cohort
       medrefine run multiorgan_ct_segmentation train --config smoke --run smoke --set dataset_dir=cohort
       medrefine run multiorgan_ct_segmentation train --set "structures=['liver','spleen']" --set +my_key=1
+      medrefine run multiorgan_ct_segmentation inference --nproc 2 --set dataset_dir=cohort
     """
     import os
     import traceback
@@ -75,6 +127,18 @@ def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], w
     overrides = parse_overrides(sets)
     if work_dir is not None and run_name is not None:
         raise click.UsageError("give --work-dir or --run, not both (--run NAME means --work-dir ./medrefine_runs/BUNDLE/NAME)")
+    if nproc > 1:
+        import subprocess
+
+        cmd = _distributed_command(bundle, mode, nproc, root=root, sets=sets, extra=extra, work_dir=work_dir,
+                                   run_name=run_name, debug=debug)
+        import shlex
+
+        click.echo(f"starting {nproc} processes: {shlex.join(cmd)}", err=True)
+        code = subprocess.run(cmd).returncode
+        if code:
+            raise click.ClickException(f"{nproc} processes of {mode}: exit code {code} (see the processes' output above)")
+        return
     if work_dir is not None:
         overrides["work_dir"] = os.path.abspath(work_dir)
     if run_name is not None:

@@ -19,9 +19,16 @@ from torch import nn
 from medrefine.engines.frozen import frozen
 from medrefine.losses.nimosef import NimosefLoss
 
-__all__ = ["fit_codes"]
+__all__ = ["fit_codes", "subject_seed"]
 
 logger = logging.getLogger(__name__)
+
+
+def subject_seed(seed: int, case_id: str) -> int:
+    """The seed of subject ``case_id``'s draws: ``seed`` and the id's CRC-32 (stable across runs and processes)."""
+    import zlib
+
+    return (int(seed) * 1_000_003 + zlib.crc32(str(case_id).encode())) % 2**63
 
 
 def fit_codes(network: nn.Module, data: Any, *, steps: int = 200, lr: float = 1e-2, num_points: int = 4096,
@@ -31,6 +38,11 @@ def fit_codes(network: nn.Module, data: Any, *, steps: int = 200, lr: float = 1e
 
     Every step draws ``num_points`` points of one random frame per subject (half in the central
     region) and fits intensity (SmoothL1), code L2 and, with ``use_label``, Dice + CE.
+
+    Each subject draws from its own random stream, seeded by ``seed`` and its case id, and every
+    term is a mean over subjects (Adam's steps do not depend on that scale), so a subject's code
+    does not depend on which other subjects are fitted with it: inference sharded across
+    processes (:mod:`medrefine.engines.sharding`) fits the codes one process fits.
 
     Args:
         network: a trained :class:`~medrefine.networks.nimosef.NimosefNetwork`.
@@ -55,13 +67,13 @@ def fit_codes(network: nn.Module, data: Any, *, steps: int = 200, lr: float = 1e
     loss_fn = (loss_function or NimosefLoss(network.num_classes)).to(device)
     codes = nn.Parameter(network.mean_latent().to(device).repeat(len(data), 1))
     optimizer = torch.optim.Adam([codes], lr=float(lr))
-    gen = torch.Generator().manual_seed(int(seed))
+    gens = [torch.Generator().manual_seed(subject_seed(seed, case_id)) for case_id in data.ids]
     history: list[float] = []
     t_ed = torch.tensor([data.t_ed(c) for c in range(len(data))], device=device)
     with frozen(network):
         for _ in range(int(steps)):
             pts, times, intens, labels = [], [], [], []
-            for case in range(len(data)):
+            for case, gen in enumerate(gens):
                 frame = int(torch.randint(data.frames[case], (1,), generator=gen))
                 idx = data.draw(case, int(num_points), gen)
                 pts.append(data.coords[case][idx])

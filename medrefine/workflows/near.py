@@ -327,6 +327,7 @@ def refine_cases(
     restore_components: bool = True,
     min_component_fraction: float = 0.1,
     max_drop_distance_mm: float = 5.0,
+    changes_csv: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Refine every case, guard it, and write the refined label, the uncertainty and the change map.
 
@@ -371,6 +372,8 @@ def refine_cases(
             max_drop_distance_mm: the guard's thresholds and whether dropped parts are mended in
             place (config keys ``guard_<name>``; defaults 0.5, 2.0, 0, 27, 0.2, 0.5, True, 0.1, 5), see
             :func:`~medrefine.transforms.guard_refinement`.
+        changes_csv: where the table goes; default ``output_dir/changes.csv`` (a sharded run
+            writes a part per rank, :func:`medrefine.engines.sharding.part_path`).
 
     Returns:
         One dict per case with the written paths (``refined``, ``uncertainty``, ``changes``) and
@@ -479,7 +482,7 @@ def refine_cases(
                          "mean_uncertainty": d.mean_uncertainty if d else None})
     import pandas as pd
 
-    with atomic_write(output_dir / "changes.csv") as tmp:
+    with atomic_write(Path(changes_csv) if changes_csv is not None else output_dir / "changes.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     return written
 

@@ -144,11 +144,18 @@ def write_subject_outputs(network: torch.nn.Module, code: torch.Tensor, case: Ma
 
 
 def _load_cases(dataset_dir: str | Path, model: Any, *, key: str | None, use_label: bool,
-                require_transform: bool, nan_policy: str = "refuse") -> list[dict[str, Any]]:
+                require_transform: bool, nan_policy: str = "refuse",
+                subjects: Sequence[str] | None = None) -> list[dict[str, Any]]:
     from medrefine.data.cine import load_cine_cases, load_cine_subject
     from medrefine.data.cine_implicit import prepare_subject
 
     cases = load_cine_cases(dataset_dir, key=key, require_label=use_label, require_transform=require_transform)
+    if subjects is not None:  # a shard: only these subjects' volumes are read
+        wanted = {str(s) for s in subjects}
+        unknown = sorted(wanted - {str(c["case"]) for c in cases})
+        if unknown:
+            raise InputError(f"{dataset_dir}: expected subjects {unknown[:5]} among the cohort's, found none of that name")
+        cases = [c for c in cases if str(c["case"]) in wanted]
     if not use_label:  # what the mode declares it reads: a label beside the image is neither read nor used
         cases = [{k: v for k, v in c.items() if k != "label"} for c in cases]
     subjects = [load_cine_subject(c, num_classes=model.num_classes, require_label=use_label,
@@ -162,7 +169,8 @@ def infer_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path, ou
                use_label: bool = False, use_trained_codes: bool = False, res_factor_z: float = 1.0,
                chunk_size: int = 65536, write_parquet: bool = True, require_transform: bool = False,
                device: Any = "cpu", seed: int = 0, cases: Sequence[Mapping[str, Any]] | None = None,
-               nan_policy: str = "refuse") -> list[dict[str, Any]]:
+               nan_policy: str = "refuse", subjects: Sequence[str] | None = None,
+               codes_json: str | Path | None = None) -> list[dict[str, Any]]:
     """Fit codes (network frozen) and write every subject's outputs (see the module docstring).
 
     Args:
@@ -175,6 +183,10 @@ def infer_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path, ou
         res_factor_z: slices multiplied by this factor in the outputs.
         cases: already prepared cases (skips reading ``dataset_dir``).
         nan_policy: ``"refuse"`` NaN/Inf image voxels (default) or set them to ``"zero"``.
+        subjects: only these subject ids of ``dataset_dir`` (a shard, see
+            :func:`medrefine.engines.sharding.shard_cases`); default all.
+        codes_json: where the fitted codes go; default ``output_dir/codes.json`` (a sharded run
+            writes a part per rank, :func:`medrefine.engines.sharding.part_path`).
 
     Returns:
         Per subject: ``case``, ``seg``, ``affine``, ``files`` and its ``code`` (list).
@@ -186,7 +198,7 @@ def infer_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path, ou
     device = torch.device(device)
     prepared = list(cases) if cases is not None else _load_cases(dataset_dir, model, key=key, use_label=use_label,
                                                                   require_transform=require_transform,
-                                                                  nan_policy=nan_policy)
+                                                                  nan_policy=nan_policy, subjects=subjects)
     if not prepared:
         raise InputError(f"{dataset_dir}: expected cine subjects, found none")
     scale = float(model.value("scale_mm"))
@@ -206,7 +218,7 @@ def infer_cine(network: torch.nn.Module, model: Any, dataset_dir: str | Path, ou
                                        chunk_size=chunk_size, write_parquet=write_parquet)
         record["code"] = codes[i].cpu().tolist()
         results.append(record)
-    with atomic_write(out / "codes.json") as tmp:
+    with atomic_write(Path(codes_json) if codes_json is not None else out / "codes.json") as tmp:
         tmp.write_text(json.dumps({r["case"]: r["code"] for r in results}, indent=1) + "\n")
     logger.info("wrote the outputs of %d subject(s) to %s", len(results), out)
     return results

@@ -422,10 +422,16 @@ def case_name_formatter(cases: Sequence[Mapping]) -> Callable[[Mapping, Any], di
     return formatter
 
 
-def split_structures_folder(output_dir: str | Path, label_map: Mapping[int, str], postfix: str = "seg") -> list[Path]:
-    """:func:`split_structures` for every ``*_<postfix>.nii.gz`` in ``output_dir``."""
+def split_structures_folder(output_dir: str | Path, label_map: Mapping[int, str], postfix: str = "seg",
+                            cases: Sequence[Mapping] | None = None) -> list[Path]:
+    """:func:`split_structures` for every ``*_<postfix>.nii.gz`` in ``output_dir``, or for those of
+    ``cases`` only (a shard: each rank splits the files it wrote)."""
+    if cases is None:
+        paths = sorted(Path(output_dir).glob(f"*_{postfix}.nii.gz"))
+    else:
+        paths = [_find_prediction(Path(output_dir), str(c["case"]), postfix) for c in cases]
     written = []
-    for path in sorted(Path(output_dir).glob(f"*_{postfix}.nii.gz")):
+    for path in paths:
         written += split_structures(path, label_map)
     return written
 
