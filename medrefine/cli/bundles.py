@@ -95,7 +95,7 @@ def bundles(root: str | None) -> None:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def run(bundle: str, mode: str, sets: tuple[str, ...], extra: tuple[str, ...], work_dir: str | None,
         run_name: str | None, root: str | None, nproc: int, debug: bool) -> None:
-    """Run MODE (train, evaluate, inference, multi_gpu_train, stage2, cross_validation, multi_gpu_inference) of BUNDLE.
+    """Run MODE of BUNDLE: train, evaluate, inference, stage2, cross_validation or a multi_gpu_* mode.
 
     A thin wrapper over `python -m monai.bundle run`: it picks the bundle's config layers for the
     mode (evaluate = train + evaluate, as in the MONAI model zoo; stage2 = train + stage2 for
