@@ -19,16 +19,17 @@ BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 def torchrun_train(tmp_path) -> Callable[..., Path]:
     """``run(name, cohort, *args)``: a copy of bundle ``name`` trained with train + multi_gpu_train +
     smoke under ``torchrun --nproc_per_node=2`` (gloo on CPU) through ``python -m monai.bundle run``;
-    ``args`` are more ``--key value`` overrides. Returns the bundle copy; fails with the processes' output."""
+    ``args`` are more ``--key value`` overrides, ``layers`` more of the bundle's configs on top
+    (``("mlflow.json",)``). Returns the bundle copy; fails with the processes' output."""
 
-    def run(name: str, cohort: Path, *args: str) -> Path:
+    def run(name: str, cohort: Path, *args: str, layers: tuple[str, ...] = ()) -> Path:
         root = tmp_path / name
         shutil.copytree(BUNDLES / name, root, ignore=shutil.ignore_patterns("models", "eval", "logs"))
         configs = root / "configs"
         cmd = [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             "-m", "monai.bundle", "run",
-            "--config_file", str([str(configs / f) for f in ("train.json", "multi_gpu_train.json", "smoke.json")]),
+            "--config_file", str([str(configs / f) for f in ("train.json", "multi_gpu_train.json", "smoke.json", *layers)]),
             "--meta_file", str(configs / "metadata.json"),
             "--bundle_root", str(root), "--work_dir", str(root), "--dataset_dir", str(cohort), *args,
         ]

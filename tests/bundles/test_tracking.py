@@ -78,3 +78,21 @@ def test_training_with_the_mlflow_layer_tracks_every_epoch(bundle, smoke_cohort,
     assert "lr" in columns and any(k.startswith("val_") for k in columns), sorted(columns)
     assert run.data.params["seed"] == "0" and run.data.params["max_epochs"] == str(epochs)
     assert any((root / "logs").rglob("events.out.tfevents.*"))  # TensorBoard still written
+
+
+@pytest.mark.slow
+def test_torchrun_training_is_tracked_once_by_rank_zero(tmp_path, torchrun_train, monkeypatch):
+    """``multi_gpu_train`` + ``mlflow`` under torchrun (2 processes): one run, one point per epoch."""
+    import mlflow
+
+    from medrefine.data.phantoms import make_cardiac_cohort
+    from medrefine.handlers.tracking import store_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    make_cardiac_cohort(tmp_path / "cohort", cases=4, size=32, noise="moderate", seed=5)
+    root = torchrun_train("point_supervised_segmentation", tmp_path / "cohort", "--batch_size", "2", layers=("mlflow.json",))
+    client = mlflow.MlflowClient(tracking_uri=store_uri(root / "mlruns")[0])
+    (run,) = client.search_runs([client.get_experiment_by_name("point_supervised_segmentation").experiment_id])
+    assert run.info.status == "FINISHED"
+    for metric in ("train_loss", "val_dice"):  # a second logging process would add its own point at each epoch
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, metric)) == [1, 2], metric
