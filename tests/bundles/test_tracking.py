@@ -96,3 +96,24 @@ def test_torchrun_training_is_tracked_once_by_rank_zero(tmp_path, torchrun_train
     assert run.info.status == "FINISHED"
     for metric in ("train_loss", "val_dice"):  # a second logging process would add its own point at each epoch
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, metric)) == [1, 2], metric
+
+
+@pytest.mark.slow
+def test_lesion_cross_validation_tracks_each_fold_as_a_run(tiny_lesions, tmp_path, monkeypatch):
+    """``cross_validation`` + ``mlflow``: the layer reaches every fold's training (``fold_configs``)."""
+    import mlflow
+
+    from medrefine.bundle import find_bundle
+    from medrefine.handlers.tracking import store_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    bundle = find_bundle("lesion_classification")
+    work = tmp_path / "work"
+    run_workflow(bundle, "cross_validation", {"dataset_dir": str(tiny_lesions), "device": "cpu", "work_dir": str(work)},
+                 extra_configs=["smoke", "mlflow"])
+    client = mlflow.MlflowClient(tracking_uri=store_uri(work / "mlruns")[0])
+    runs = client.search_runs([client.get_experiment_by_name("lesion_classification").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["default_fold0", "default_fold1"]  # smoke: 2 folds
+    for run in runs:
+        assert run.data.params["fold"] == run.info.run_name[-1]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1]  # smoke: 1 epoch
