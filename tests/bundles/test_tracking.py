@@ -78,6 +78,12 @@ def test_training_with_the_mlflow_layer_tracks_every_epoch(bundle, smoke_cohort,
     assert "lr" in columns and any(k.startswith("val_") for k in columns), sorted(columns)
     assert run.data.params["seed"] == "0" and run.data.params["max_epochs"] == str(epochs)
     assert any((root / "logs").rglob("events.out.tfevents.*"))  # TensorBoard still written
+    assert run.info.run_name == workflow.parser.get_parsed_content("tracking_run_name")
+    if "stage2" in bundle.modes:  # point supervision: stage 2 is a run of its own beside stage 1's
+        run_workflow(root, "stage2", {"dataset_dir": str(cohort), "device": "cpu", "work_dir": str(root)},
+                     extra_configs=[configs / "smoke.json", configs / "mlflow.json"])
+        names = sorted(r.info.run_name for r in client.search_runs([experiment.experiment_id]))
+        assert names == ["default_stage1_unet", "default_stage2"]
 
 
 @pytest.mark.slow
