@@ -110,8 +110,9 @@ class MLflowTracker(MLFlowHandler):
         artifacts: str | Sequence[str | os.PathLike] | None = None,
     ) -> None:
         _require("mlflow")
-        uri, artifact_location = store_uri(tracking_uri)
-        if uri.startswith("sqlite:") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        from_env = os.environ.get("MLFLOW_TRACKING_URI")  # wins in MONAI's handler: make no folder for ours
+        uri, artifact_location = (str(tracking_uri), None) if from_env else store_uri(tracking_uri)
+        if (from_env or uri).startswith("sqlite:"):
             _require("sqlalchemy")
             _require("alembic")
         super().__init__(
@@ -121,7 +122,7 @@ class MLflowTracker(MLFlowHandler):
             experiment_name=experiment_name,
             run_name=run_name,
             experiment_param=dict(experiment_param) if experiment_param else None,
-            artifacts=[str(a) for a in artifacts] if isinstance(artifacts, (list, tuple)) else artifacts,
+            artifacts=artifacts,
             close_on_complete=True,
             artifact_location=artifact_location,
         )

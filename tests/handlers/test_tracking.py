@@ -27,9 +27,13 @@ def _trainer(losses, fail_at: int | None = None):
 
 
 def _client(store):
+    return _client_for(store_uri(store)[0])
+
+
+def _client_for(uri):
     import mlflow
 
-    return mlflow.MlflowClient(tracking_uri=store_uri(store)[0])
+    return mlflow.MlflowClient(tracking_uri=uri)
 
 
 def _history(client, run_id, key):
@@ -96,3 +100,27 @@ def test_resumed_run_continues_the_unfinished_mlflow_run(tmp_path, monkeypatch):
     runs = client.search_runs([client.get_experiment_by_name("toy").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert _history(client, runs[0].info.run_id, "train_loss") == [(1, 1.0), (2, 4.0), (3, 4.0)]
+
+
+def test_missing_sqlalchemy_names_the_extra(tmp_path, monkeypatch):
+    import importlib.util
+
+    from monai.utils import OptionalImportError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sqlalchemy" else real(name, *a))
+    with pytest.raises(OptionalImportError, match=r'sqlalchemy is not installed\. .*pip install "medrefine\[tracking\]"'):
+        MLflowTracker(tmp_path / "mlruns")
+
+
+def test_environment_uri_wins_and_no_folder_is_made(tmp_path, monkeypatch):
+    uri = f"sqlite:///{(tmp_path / 'elsewhere.db').as_posix()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    engine = _trainer([1.0, 2.0])
+    MLflowTracker(tmp_path / "mlruns", experiment_name="toy").attach(engine)
+    engine.run([0, 1], max_epochs=1)
+    assert not (tmp_path / "mlruns").exists()
+    client = _client_for(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("toy").experiment_id])
+    assert run.data.metrics["train_loss"] == 1.5
