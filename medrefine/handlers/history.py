@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["HistoryCSV", "plot_history"]
+__all__ = ["EpochSummary", "HistoryCSV", "plot_history"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,64 @@ def plot_history(rows: Sequence[Mapping[str, Any]], path: str | Path, metric: st
     return path
 
 
+class EpochSummary:
+    """The numbers of one trainer epoch, as :class:`HistoryCSV` writes them and the MLflow tracker logs them.
+
+    ``epoch``, ``iteration``, ``train_<key>`` for every scalar of the trainer's output averaged
+    over the epoch, ``lr`` (first parameter group of ``optimizer``), ``seconds``, then the finite
+    validation metrics of ``evaluator`` when it ran in this epoch.
+
+    Args:
+        evaluator: the validation engine whose ``state.metrics`` are recorded in the epochs it ran
+            (``None``: the trainer's own ``state.metrics``).
+        optimizer: optimiser whose learning rate is recorded (``None``: no ``lr`` value).
+    """
+
+    def __init__(self, evaluator: Any = None, optimizer: Any = None) -> None:
+        self.evaluator = evaluator
+        self.optimizer = optimizer
+        self._sums: dict[str, list[float]] = {}
+        self._epoch_start = time.perf_counter()
+
+    def start(self) -> None:
+        """Forget the previous epoch (call on ``EPOCH_STARTED``)."""
+        self._sums = {}
+        self._epoch_start = time.perf_counter()
+
+    def add(self, engine) -> None:
+        """Add the scalars of the engine's output (call on ``ITERATION_COMPLETED``)."""
+        for key, value in _scalars(engine.state.output).items():
+            self._sums.setdefault(key, []).append(value)
+
+    def _metrics(self, engine) -> dict[str, Any]:
+        if self.evaluator is None:
+            return dict(engine.state.metrics)
+        state = getattr(self.evaluator, "state", None)
+        if state is None or getattr(state, "epoch", None) != engine.state.epoch:
+            return {}  # the evaluator did not run in this epoch
+        return dict(state.metrics)
+
+    def row(self, engine, across_ranks: bool = False) -> dict[str, Any]:
+        """The epoch's numbers (call on ``EPOCH_COMPLETED``, after the ``ValidationHandler``).
+
+        ``across_ranks``: average the training values over every process of a distributed run (a
+        collective call: every rank must make it); otherwise this process's own values.
+        """
+        row: dict[str, Any] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
+        sums = _merge_ranks(self._sums) if across_ranks else {k: sum(v) / len(v) for k, v in self._sums.items() if v}
+        for key, value in sums.items():
+            row[f"train_{key}"] = value
+        if self.optimizer is not None:
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
+        for key, value in self._metrics(engine).items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = float(value)
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)):
+                row[str(key)] = float(value)
+        return row
+
+
 class HistoryCSV:
     """Ignite handler writing ``csv_path`` with one row per epoch (and optionally a curve PNG).
 
@@ -127,12 +185,9 @@ class HistoryCSV:
     def __init__(self, csv_path: str | Path, evaluator: Any = None, optimizer: Any = None,
                  png_path: str | Path | None = None) -> None:
         self.csv_path = Path(csv_path)
-        self.evaluator = evaluator
-        self.optimizer = optimizer
+        self.summary = EpochSummary(evaluator=evaluator, optimizer=optimizer)
         self.png_path = Path(png_path) if png_path else None
         self.rows: list[dict[str, Any]] = []
-        self._sums: dict[str, list[float]] = {}
-        self._epoch_start = time.perf_counter()
         self._started = False
 
     def attach(self, engine) -> None:
@@ -154,34 +209,13 @@ class HistoryCSV:
             self.rows = self._read(engine.state.epoch)
             if _rank() == 0 and self.csv_path.is_file():
                 self._write()
-        self._sums = {}
-        self._epoch_start = time.perf_counter()
+        self.summary.start()
 
     def _iteration(self, engine) -> None:
-        for key, value in _scalars(engine.state.output).items():
-            self._sums.setdefault(key, []).append(value)
-
-    def _metrics(self, engine) -> dict[str, Any]:
-        if self.evaluator is None:
-            return dict(engine.state.metrics)
-        state = getattr(self.evaluator, "state", None)
-        if state is None or getattr(state, "epoch", None) != engine.state.epoch:
-            return {}  # the evaluator did not run in this epoch
-        return dict(state.metrics)
+        self.summary.add(engine)
 
     def _epoch_completed(self, engine) -> None:
-        row: dict[str, Any] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
-        for key, value in _merge_ranks(self._sums).items():
-            row[f"train_{key}"] = value
-        if self.optimizer is not None:
-            row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
-        for key, value in self._metrics(engine).items():
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                value = float(value)
-            if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)):
-                row[str(key)] = float(value)
-        self.rows.append(row)
+        self.rows.append(self.summary.row(engine, across_ranks=True))
         if _rank() == 0:
             self._write()
             if self.png_path is not None:

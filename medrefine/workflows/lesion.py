@@ -208,7 +208,8 @@ def describe_model(model_dir: str | Path, network: Any, cohort: LesionCohort, *,
 
 
 def cross_validate(bundle_root: str | Path, settings: Mapping[str, Any], *, folds: int = 5,
-                   models_dir: str | Path | None = None, bundle: str | Path = "lesion_classification") -> Path:
+                   models_dir: str | Path | None = None, bundle: str | Path = "lesion_classification",
+                   extra_configs: Sequence[str | Path] = ()) -> Path:
     """Train every outer fold (the bundle's train mode, ``model_dir = models/fold_<k>``) and pool the
     test folds' predictions into ``models/oof_predictions.csv``.
 
@@ -219,6 +220,8 @@ def cross_validate(bundle_root: str | Path, settings: Mapping[str, Any], *, fold
         models_dir: where the fold folders go; default ``<bundle_root>/models``.
         bundle: the bundle whose train config runs each fold (name or folder); ``bundle_root``
             itself when it holds ``configs/``.
+        extra_configs: configs layered on each fold's train config (the config's ``fold_configs``;
+            ``["mlflow"]`` when ``configs/mlflow.json`` is layered: every fold a tracked run).
 
     Returns:
         Path of the pooled out-of-fold predictions.
@@ -237,7 +240,8 @@ def cross_validate(bundle_root: str | Path, settings: Mapping[str, Any], *, fold
         logger.info("cross-validation: fold %d of %d -> %s", k + 1, folds, fold_dir)
         run_workflow(bundle, "train", {**dict(settings), "bundle_root": str(bundle_root), "fold": k,
                                             "num_folds": int(folds), "model_dir": str(fold_dir),
-                                            "log_dir": str(Path(settings.get("log_dir", models.parent / "logs")) / f"fold_{k}")})
+                                            "log_dir": str(Path(settings.get("log_dir", models.parent / "logs")) / f"fold_{k}")},
+                     extra_configs=list(extra_configs))
         tables.append(pd.read_csv(fold_dir / "predictions.csv", dtype={"case": str, "patient": str}))
     out = models / "oof_predictions.csv"
     with atomic_write(out) as tmp:

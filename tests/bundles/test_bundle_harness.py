@@ -13,7 +13,6 @@ A bundle is covered by being added to the folder. For each one this module
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -25,31 +24,6 @@ from medrefine.bundle.discovery import bundles_root
 BUNDLES = list_bundles(bundles_root())
 IDS = [b.name for b in BUNDLES]
 RUN_ORDER = ("train", "stage2", "evaluate", "inference")
-
-
-@pytest.fixture(scope="module")
-def tiny_lesions(tmp_path_factory) -> Path:
-    """Lesion phantoms of six patients (RRMediCa folders)."""
-    from medrefine.data.lesion_phantoms import make_lesion_cohort
-
-    return make_lesion_cohort(tmp_path_factory.mktemp("bundle_data") / "lesions", patients=6, seed=3)
-
-
-@pytest.fixture(scope="module")
-def tiny_cine(tmp_path_factory) -> Path:
-    """Five 4D short-axis cine phantoms (BIDS-like layout), 16x16x6 voxels, 4 frames."""
-    from medrefine.data.cine_phantoms import make_cine_cohort
-
-    return make_cine_cohort(tmp_path_factory.mktemp("bundle_data") / "cine", subjects=5, size=(16, 16), slices=6,
-                            frames=4, spacing=(9.0, 9.0, 13.0), seed=3)
-
-
-SMOKE_COHORTS = {"lesions": "tiny_lesions", "cine": "tiny_cine"}
-
-
-def _smoke_cohort(bundle, request) -> Path:
-    smoke = json.loads((bundle.path / "configs" / "smoke.json").read_text())
-    return request.getfixturevalue(SMOKE_COHORTS.get(smoke.get("smoke_cohort"), "tiny_cohort"))
 
 
 def test_bundles_folder_is_found():
@@ -75,8 +49,8 @@ def test_bundle_layout(bundle):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
-def test_bundle_configs_run(bundle, request, tmp_path):
-    tiny_cohort = _smoke_cohort(bundle, request)
+def test_bundle_configs_run(bundle, smoke_cohort, tmp_path):
+    tiny_cohort = smoke_cohort(bundle)
     root = tmp_path / bundle.name
     shutil.copytree(bundle.path, root, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
     for mode in (m for m in RUN_ORDER if m in bundle.modes):
@@ -84,6 +58,9 @@ def test_bundle_configs_run(bundle, request, tmp_path):
                      extra_configs=[root / "configs" / "smoke.json"])
         if mode == "train":
             assert any((root / "models").glob("*.pt")), f"{bundle.name}: train wrote no models/*.pt"
+            # TensorBoard is the default tracker; MLflow only with configs/mlflow.json (tests/bundles/test_tracking.py)
+            assert any((root / "logs").rglob("events.out.tfevents.*")), f"{bundle.name}: train wrote no TensorBoard events"
+            assert not (root / "mlruns").exists(), f"{bundle.name}: an MLflow store without configs/mlflow.json"
     # every trained model describes itself, and inference refuses a value that contradicts it
     from medrefine.errors import InputError
     from medrefine.workflows.models import read_model
