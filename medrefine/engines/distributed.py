@@ -8,10 +8,14 @@ the optimiser step. Start several processes with ``torchrun`` (gloo on CPU, nccl
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
-__all__ = ["distributed_rank_world", "average_gradients", "broadcast_parameters", "rank_share"]
+__all__ = ["distributed_rank_world", "average_gradients", "broadcast_parameters", "rank_share", "per_process_batch"]
+
+logger = logging.getLogger(__name__)
 
 
 def distributed_rank_world() -> tuple[int, int]:
@@ -62,3 +66,30 @@ def rank_share(size: int, rank: int, world: int) -> list[int]:
     if size < 1 or world < 1 or not 0 <= rank < world:
         raise ValueError(f"need size >= 1 and 0 <= rank < world, got size={size}, rank={rank}, world={world}")
     return list(range(size))[rank::world] or [rank % size]
+
+
+def per_process_batch(batch_size: int, world: int | None = None) -> int:
+    """The batch each of ``world`` processes loads so that together they make the global ``batch_size``.
+
+    In every medrefine bundle ``batch_size`` is the global batch: one process takes all of it, N
+    processes under torchrun take ``batch_size / N`` each (the DDP bundles through their
+    ``DataLoader``, the NeAR and NIMOSEF engines through :func:`rank_share`), so a recipe keeps its
+    meaning (and its learning rate) on any number of GPUs. When ``world`` does not divide
+    ``batch_size`` each process takes ``ceil(batch_size / world)`` and the global batch grows to
+    that times ``world``; the first process says so once. ``world`` defaults to the process
+    group's size (1 without one).
+
+    Example:
+        >>> per_process_batch(8, 2), per_process_batch(8, 1), per_process_batch(1, 2)
+        (4, 8, 1)
+    """
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    rank, found = distributed_rank_world()
+    world = found if world is None else int(world)
+    share = -(-batch_size // world)
+    if share * world != batch_size and rank == 0:
+        logger.warning("batch_size %d is not divisible by %d processes: each takes %d, a global batch of %d",
+                       batch_size, world, share, share * world)
+    return share

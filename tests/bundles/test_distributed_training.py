@@ -5,8 +5,8 @@ For each bundle (and both stages of point supervision) one plain run and one ``t
 --nproc_per_node=2`` run of its multi-process configs train on the same tiny cohort with
 augmentation off and every training case in one global batch, so epoch 1 is one optimisation step:
 the history's ``train_loss`` of epoch 1 is the first step's loss (``HistoryCSV`` averages it over the
-processes). DDP bundles get half the batch per process; NeAR and NIMOSEF engines split the global
-``batch_size`` themselves. Each run must end, write its model and history once (rank 0) and leave
+processes). ``batch_size`` is the global batch in both runs: DDP bundles load half of it per process
+(``per_process_batch``), NeAR and NIMOSEF engines split it themselves (``rank_share``). Each run must end, write its model and history once (rank 0) and leave
 no partial files.
 
 Tolerances (``rel``), measured on these cohorts (see each entry):
@@ -56,13 +56,13 @@ CASES = {
         cohort=lambda root: _cardiac(root, 5),
         args=("--roi_size", "[32,32,32]", "--prob_flip", "0", "--prob_rotate", "0", "--prob_intensity", "0",
               "--prob_elastic", "0"),
-        batch=(4, 2), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-4),
+        batch=(4, 4), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-4),
     # class-weighted CE; the ResNet's BatchNorm normalises each process's half on CPU (SyncBatchNorm, which
     # multi_gpu_train uses on CUDA, needs CUDA): measured rel 9e-2, so this only catches gross errors
     "lesion_classification": dict(
         cohort=_lesions,
         args=("--prob_flip", "0", "--prob_affine", "0", "--prob_intensity", "0", "--modality_dropout", "0"),
-        batch=(6, 3), history="logs/history.csv", models=("model.pt", "model.json"), rel=0.15),
+        batch=(6, 6), history="logs/history.csv", models=("model.pt", "model.json"), rel=0.15),
     "annotation_refinement": dict(  # batch Dice + class-weighted CE, not a mean over cases: rel 2e-3 measured on blobs
         cohort=lambda root: _cardiac(root, 4), args=(),
         batch=(4, 4), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-2),
@@ -71,7 +71,7 @@ CASES = {
         batch=(4, 4), history="logs/history.csv", models=("model.pt", "model.json"), rel=1e-2),
     "point_supervised_segmentation": dict(  # partial CE over each half's labeled voxels; passes at 1e-2
         cohort=lambda root: _cardiac(root, 4), args=(),
-        batch=(4, 2), history="logs/history_stage1_unet.csv", models=("stage1_unet.pt", "stage1_unet.json"), rel=1e-2),
+        batch=(4, 4), history="logs/history_stage1_unet.csv", models=("stage1_unet.pt", "stage1_unet.json"), rel=1e-2),
 }
 TWO_PROCESS_HISTORY = {"point_supervised_segmentation": "logs/history.csv"}
 
@@ -112,7 +112,7 @@ def test_point_supervision_stage2_two_processes(tmp_path, bundle_processes):
                                   ("train", "smoke"), "--epochs", "1", nproc=1)
     losses = []
     for nproc, batch, layers in ((1, 4, ("train", "stage2", "smoke")),
-                                 (2, 2, ("train", "multi_gpu_train", "stage2", "multi_gpu_stage2", "smoke"))):
+                                 (2, 4, ("train", "multi_gpu_train", "stage2", "multi_gpu_stage2", "smoke"))):
         root = bundle_processes.copy("point_supervised_segmentation", tmp_path / f"run{nproc}")
         shutil.copytree(stage1 / "models", root / "models")
         bundle_processes.run(root, cohort, layers, "--batch_size", str(batch), "--epochs", "2", nproc=nproc)

@@ -53,3 +53,21 @@ def test_two_processes_take_one_step_as_one_process(tmp_path):
     with open(tmp_path / "two" / "history.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))  # written once, by rank 0
     assert float(row["train_loss"]) == pytest.approx(single["loss"], rel=1e-5)  # the mean over both processes
+
+
+@pytest.mark.parametrize(("batch", "world", "share"), [(8, 2, 4), (8, 1, 8), (6, 4, 2), (1, 2, 1), (5, 2, 3)])
+def test_per_process_batch_makes_the_global_batch(batch, world, share, caplog):
+    """``batch_size`` is global: N processes load ceil(batch / N) each, and say so when N does not divide it."""
+    from medrefine.engines.distributed import per_process_batch
+
+    with caplog.at_level("WARNING", logger="medrefine.engines.distributed"):
+        assert per_process_batch(batch, world) == share
+    assert ("not divisible" in caplog.text) == (batch % world != 0)
+
+
+def test_per_process_batch_without_a_process_group_is_the_whole_batch():
+    from medrefine.engines.distributed import per_process_batch
+
+    assert per_process_batch(6) == 6
+    with pytest.raises(ValueError, match="at least 1"):
+        per_process_batch(0, 2)
