@@ -7,7 +7,8 @@ synthetic cardiac phantoms, the way a user would: one process through
 (gloo on CPU, nccl on GPU). Every process gets one thread (``OMP_NUM_THREADS=1``), so N processes
 use N cores.
 
-- Training: the same global batch (per-process batch = global batch / N), the epochs after the
+- Training: the same global batch (``batch_size`` is global in every bundle; each of N processes
+  loads global batch / N), the epochs after the
   warm-up epoch(s), timed inside the run from the trainer's per-epoch seconds in
   ``logs/history.csv`` (process start-up, caching and the first epoch are left out); validation
   is switched off during the timed epochs. Samples = iterations x per-process batch x crops per
@@ -71,10 +72,10 @@ def train(processes: int, root: Path, cohort: Path, args: argparse.Namespace) ->
         sys.exit(f"--global-batch {args.global_batch} must be divisible by {processes} processes")
     work = root / f"train_{processes}"
     shutil.rmtree(work, ignore_errors=True)
-    batch = args.global_batch // processes
+    batch = args.global_batch // processes  # what each process loads
     layers = ["train", "multi_gpu_train", "smoke"] if processes > 1 else ["train", "smoke"]
     wall = _run(processes, root, layers, {
-        "work_dir": str(work), "dataset_dir": str(cohort), "epochs": args.epochs, "batch_size": batch,
+        "work_dir": str(work), "dataset_dir": str(cohort), "epochs": args.epochs, "batch_size": args.global_batch,
         "num_samples": args.crops, "val_interval": args.epochs + 1, "resume": False, "device": "cpu",
     })
     with open(work / "logs" / "history.csv", newline="") as fh:
