@@ -38,11 +38,19 @@ class TrainingCollapsed(MedrefineError):
     """A training run stopped (or ended) because its model predicts nothing useful."""
 
 
-def _classes_of(pred: Any) -> set[int]:
-    """The classes a prediction ``(C, *spatial)`` assigns (argmax over channels; one channel: > 0.5)."""
+def _classes_of(pred: Any, class_groups: Sequence[int] | None = None) -> set[Any]:
+    """The classes a prediction ``(C, *spatial)`` assigns (argmax over channels; one channel: > 0.5).
+
+    With ``class_groups`` (classes per target, e.g. ``[3, 2]``) ``pred`` is one sample's logits of
+    several targets side by side (``(sum K,)``): the answer is that sample's tuple of per-target
+    classes, so one tuple over every validation sample means every target got one class throughout.
+    """
     pred = torch.as_tensor(pred).detach()
     if pred.ndim == 0:
         return set()
+    if class_groups is not None:
+        parts = torch.split(pred.reshape(-1), [int(k) for k in class_groups])
+        return {tuple(int(part.argmax()) for part in parts)}
     if pred.shape[0] == 1:
         return {int(v) for v in torch.unique((pred > 0.5).to(torch.int64))}
     return {int(v) for v in torch.unique(pred.argmax(dim=0))}
@@ -65,6 +73,9 @@ class CollapseStop:
         pred_keys: the prediction keys of the evaluator's output (``("pred", "pred2")`` for two
             networks); empty: the predictions are not checked. Default ``("pred",)``.
         hint: what to try, appended to the message (the bundle's keys that matter).
+        class_groups: classifiers with several targets: classes per target; a sample's ``pred`` is
+            its logits side by side, and a validation where every sample gets the same classes
+            counts as one-class. ``None``: segmentation predictions ``(C, *spatial)``.
         min_loss_drop: the relative fall of the mean training loss between validations that still
             counts as learning (a zero validation then does not count); ``None``: the loss is not
             looked at. Default 0.01.
@@ -78,7 +89,8 @@ class CollapseStop:
     """
 
     def __init__(self, evaluator: Any, metric_name: str | None = None, patience: int = 3, min_value: float = 0.0,
-                 pred_keys: Sequence[str] = ("pred",), hint: str = "", min_loss_drop: float | None = 0.01) -> None:
+                 pred_keys: Sequence[str] = ("pred",), hint: str = "", min_loss_drop: float | None = 0.01,
+                 class_groups: Sequence[int] | None = None) -> None:
         if int(patience) < 1:
             raise ValueError(f"`patience` must be at least 1, got {patience!r}")
         self.evaluator = evaluator
@@ -88,13 +100,14 @@ class CollapseStop:
         self.pred_keys = [str(k) for k in pred_keys]
         self.hint = str(hint or "")
         self.min_loss_drop = None if min_loss_drop is None else float(min_loss_drop)
+        self.class_groups = None if class_groups is None else [int(k) for k in class_groups]
         self._losses: list[float] = []
         self._previous_loss: float | None = None
         self.in_a_row = 0
         self.validations = 0
         self.best: float | None = None
         self.message: str | None = None
-        self._classes: dict[str, set[int]] = {}
+        self._classes: dict[str, set[Any]] = {}
 
     def attach(self, trainer: Any) -> None:
         from ignite.engine import Events
@@ -129,7 +142,7 @@ class CollapseStop:
                 continue
             for key in self.pred_keys:
                 if key in item:
-                    self._classes[key] |= _classes_of(item[key])
+                    self._classes[key] |= _classes_of(item[key], self.class_groups)
 
     def _metric(self, state: Any) -> float | None:
         name = self.metric_name or getattr(state, "key_metric_name", None)
@@ -155,8 +168,11 @@ class CollapseStop:
         else:
             self.in_a_row = 0
         if self.in_a_row >= self.patience:
-            what = (f"every voxel got class {next(iter(self._classes[one_class[0]]))} ({one_class[0]})" if one_class
-                    else f"{self.metric_name or state.key_metric_name} = {metric:g}")
+            metric_key = self.metric_name or state.key_metric_name
+            only = next(iter(self._classes[one_class[0]])) if one_class else None
+            what = (f"{metric_key} = {metric:g}" if not one_class else
+                    f"every sample got classes {only} per target ({one_class[0]})" if isinstance(only, tuple) else
+                    f"every voxel got class {only} ({one_class[0]})")
             self.message = (f"training collapsed: {self.patience} validations in a row with {what} and the loss no "
                             f"longer falling; stopped at epoch "
                             f"{trainer.state.epoch} of {trainer.state.max_epochs} and saved no model from it."

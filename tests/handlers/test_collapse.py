@@ -117,3 +117,55 @@ def test_segmentation_trainers_attach_the_stop_and_the_floor(bundle, config, ext
     handlers = merged.get("validate#handlers") or merged["validate"]["handlers"]
     savers = [h for h in handlers if h["_target_"] == "medrefine.handlers.AtomicCheckpointSaver"]
     assert savers and all(h["min_key_metric"] == 0.0 for h in savers)
+
+
+def _lesion_run(validations, *, epochs=12, patience=3):
+    """Lesion classifier (targets of 3 and 2 classes): validation ``i`` predicts ``validations[i]``, a list of
+    per-lesion logit vectors of length 5; the loss is flat. Returns ``(trainer, stop)``."""
+    evaluator = Engine(lambda e, b: [{"pred": torch.tensor(v, dtype=torch.float32)} for v in validations[e.state.epoch - 1]])
+    evaluator.state.key_metric_name = "val_balanced_accuracy"
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def _score(e):
+        e.state.metrics = {"val_balanced_accuracy": 0.4}  # above 0: only the classes can tell a collapse
+
+    trainer = Engine(lambda e, b: {"loss": 1.0})
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _validate(t):
+        evaluator.state.max_epochs = t.state.epoch - 1
+        evaluator.run([0], max_epochs=t.state.epoch)
+
+    stop = CollapseStop(evaluator, patience=patience, class_groups=[3, 2], hint="keep class_weighting on")
+    stop.attach(trainer)
+    trainer.run([0], max_epochs=epochs)
+    return trainer, stop
+
+
+def test_a_classifier_giving_every_lesion_the_same_classes_is_stopped():
+    same = [[0.1, 2.0, 0.3, 1.0, 0.0], [0.0, 3.0, 1.0, 2.0, -1.0], [1.0, 1.5, 0.0, 0.5, 0.2]]  # (1, 0) for all three
+    trainer, stop = _lesion_run([same] * 12)
+    assert trainer.state.epoch == 3
+    with pytest.raises(TrainingCollapsed, match=r"every sample got classes \(1, 0\) per target \(pred\).*Try: keep class_weighting on$"):
+        stop.raise_if_collapsed()
+
+
+def test_a_classifier_that_varies_one_target_is_not_stopped():
+    # target 1 always class 0, but target 2 differs between lesions: not one class throughout
+    varied = [[0.1, 2.0, 0.3, 1.0, 0.0], [0.0, 3.0, 1.0, -2.0, 1.0], [1.0, 1.5, 0.0, 0.5, 0.2]]
+    trainer, stop = _lesion_run([varied] * 12)
+    assert trainer.state.epoch == 12 and stop.message is None
+    stop.raise_if_collapsed()
+
+
+def test_lesion_trainers_attach_the_stop_with_their_class_counts():
+    from medrefine.bundle import find_bundle
+
+    folder = find_bundle("lesion_classification").path / "configs"
+    train = json.loads((folder / "train.json").read_text())
+    assert train["collapse_stop"]["class_groups"] == "$@cohort.num_classes"
+    for config in ("train.json", "multi_gpu_train.json"):
+        run = json.loads((folder / config).read_text())["run"]
+        attach, fit, check = (run.index(s) for s in ("$@collapse_stop.attach(@train#trainer)", "$@train#trainer.run()",
+                                                     "$@collapse_stop.raise_if_collapsed()"))
+        assert attach < fit < check, config
