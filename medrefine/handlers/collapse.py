@@ -76,6 +76,10 @@ class CollapseStop:
         class_groups: classifiers with several targets: classes per target; a sample's ``pred`` is
             its logits side by side, and a validation where every sample gets the same classes
             counts as one-class. ``None``: segmentation predictions ``(C, *spatial)``.
+        never_above_fails: a run too short to reach ``patience`` whose validations never scored above
+            ``min_value`` fails too (the bundle would export a model that predicts nothing). False
+            where the first validations of a healthy run can score 0 and a later guard judges the
+            model (NeAR: the refinement keeps the input of a structure it cannot reproduce). Default True.
         min_loss_drop: the relative fall of the mean training loss between validations that still
             counts as learning (a zero validation then does not count); ``None``: the loss is not
             looked at. Default 0.01.
@@ -90,7 +94,7 @@ class CollapseStop:
 
     def __init__(self, evaluator: Any, metric_name: str | None = None, patience: int = 3, min_value: float = 0.0,
                  pred_keys: Sequence[str] = ("pred",), hint: str = "", min_loss_drop: float | None = 0.01,
-                 class_groups: Sequence[int] | None = None) -> None:
+                 class_groups: Sequence[int] | None = None, never_above_fails: bool = True) -> None:
         if int(patience) < 1:
             raise ValueError(f"`patience` must be at least 1, got {patience!r}")
         self.evaluator = evaluator
@@ -101,6 +105,7 @@ class CollapseStop:
         self.hint = str(hint or "")
         self.min_loss_drop = None if min_loss_drop is None else float(min_loss_drop)
         self.class_groups = None if class_groups is None else [int(k) for k in class_groups]
+        self.never_above_fails = bool(never_above_fails)
         self._losses: list[float] = []
         self._previous_loss: float | None = None
         self.in_a_row = 0
@@ -186,7 +191,7 @@ class CollapseStop:
         Raises:
             TrainingCollapsed: with the one-line message (what happened, what to try).
         """
-        if self.message is None and self.best is not None and self.best <= self.min_value:
+        if self.message is None and self.never_above_fails and self.best is not None and self.best <= self.min_value:
             self.message = (f"training collapsed: none of its {self.validations} validation(s) scored above "
                             f"{self.min_value:g}; no model was saved." + (f" Try: {self.hint}" if self.hint else ""))
         if self.message is not None:

@@ -169,3 +169,28 @@ def test_lesion_trainers_attach_the_stop_with_their_class_counts():
         attach, fit, check = (run.index(s) for s in ("$@collapse_stop.attach(@train#trainer)", "$@train#trainer.run()",
                                                      "$@collapse_stop.raise_if_collapsed()"))
         assert attach < fit < check, config
+
+
+def test_near_trainer_attaches_the_stop_before_it_exports():
+    """NeAR: a run whose decoded labels score Dice 0 against the noisy ones, loss flat, ends before export_model."""
+    from medrefine.bundle import find_bundle
+
+    folder = find_bundle("annotation_refinement").path / "configs"
+    train = json.loads((folder / "train.json").read_text())
+    assert train["collapse_stop"]["metric_name"] == "val_mean_dice" and train["collapse_stop"]["pred_keys"] == []
+    for config in ("train.json", "multi_gpu_train.json"):
+        run = json.loads((folder / config).read_text())["run"]
+        attach, fit, check = (run.index(s) for s in ("$@collapse_stop.attach(@train#trainer)", "$@train#trainer.run()",
+                                                     "$@collapse_stop.raise_if_collapsed()"))
+        export = next(i for i, s in enumerate(run) if "export_model" in s)
+        assert attach < fit < check < export, config
+
+
+def test_never_above_fails_off_lets_a_short_zero_run_end():
+    trainer, stop = _run([0.0, 0.0], max_epochs=2)
+    stop.never_above_fails = False
+    stop.raise_if_collapsed()  # two zero validations, patience 3: nothing to say
+    trainer, stop = _run([0.0] * 5, max_epochs=5)
+    stop.never_above_fails = False
+    with pytest.raises(TrainingCollapsed, match="3 validations in a row"):
+        stop.raise_if_collapsed()  # the in-a-row rule still holds
