@@ -171,11 +171,12 @@ def test_lesion_trainers_attach_the_stop_with_their_class_counts():
         assert attach < fit < check, config
 
 
-def test_near_trainer_attaches_the_stop_before_it_exports():
-    """NeAR: a run whose decoded labels score Dice 0 against the noisy ones, loss flat, ends before export_model."""
+@pytest.mark.parametrize("bundle", ["annotation_refinement", "cardiac_motion"])
+def test_implicit_trainers_attach_the_stop_before_they_export(bundle):
+    """NeAR and NIMOSEF: a run whose validation Dice stays 0 while the loss is flat ends before export_model."""
     from medrefine.bundle import find_bundle
 
-    folder = find_bundle("annotation_refinement").path / "configs"
+    folder = find_bundle(bundle).path / "configs"
     train = json.loads((folder / "train.json").read_text())
     assert train["collapse_stop"]["metric_name"] == "val_mean_dice" and train["collapse_stop"]["pred_keys"] == []
     for config in ("train.json", "multi_gpu_train.json"):
