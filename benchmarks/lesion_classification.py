@@ -3,7 +3,8 @@
 Writes a lesion phantom cohort (``medrefine phantom lesions``: T1, ART, DWI, ADC; targets
 ``enhancement`` readable from ART alone, ``diffusion`` only from DWI and ADC together,
 ``malignant`` from both), then runs the lesion_classification bundle's ``cross_validation`` mode
-(grouped by patient, stratified, seeded; checkpoint chosen on an inner validation split) for
+(grouped by patient, stratified, seeded; checkpoint chosen on an inner validation split by the
+class-balanced cross-entropy, the bundle's default ``selection_metric``) for
 
 1. one early-fusion ResNet-18 (3D) per single modality (the best per target is reported),
 2. early fusion: all modalities as channels, ResNet-18 (3D),
@@ -16,13 +17,13 @@ nested figures: the difference is the size of the leak. The configurations run i
 processes of one thread each (small 3D networks use two cores better as two processes than as
 two threads); the runtime is printed at the end.
 
-The recipe (crop padding, lesion pooling, disease head, 60 epochs, learning rate) was tuned on
+The recipe (crop padding, lesion pooling, disease head, 60 epochs, learning rate, selection metric) was tuned on
 cohorts of phantom seed 0; the benchmark reports on seed 1 (``--seed``), lesions it was not
 tuned on.
 
 Run::
 
-    .venv/bin/python benchmarks/lesion_classification.py            # 80 patients, 5 folds, 60 epochs
+    .venv/bin/python benchmarks/lesion_classification.py            # 90 patients, 5 folds, 60 epochs
     .venv/bin/python benchmarks/lesion_classification.py --quick    # 24 patients, 3 folds, 6 epochs
 """
 
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=None, help="Work folder (default: a temporary one).")
     args = parser.parse_args()
-    patients = args.patients or (24 if args.quick else 80)
+    patients = args.patients or (24 if args.quick else 90)  # seed 1: 218 lesions (the issue asks >= 200 of >= 80)
     folds = args.folds or (3 if args.quick else 5)
     epochs = args.epochs or (6 if args.quick else 60)
     jobs = max(1, args.jobs or args.threads)

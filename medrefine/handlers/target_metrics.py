@@ -1,7 +1,8 @@
-"""Ignite metric for multi-target classifiers: balanced accuracy averaged over the targets.
+"""Ignite metrics for multi-target classifiers: balanced accuracy and class-balanced cross-entropy,
+averaged over the targets.
 
-The evaluator's key metric of the lesion classification bundle (checkpoint choice and early
-stopping). MONAI's ``ConfusionMatrix`` handler expects one one-hot prediction per sample; here a
+The evaluator's metrics of the lesion classification bundle (checkpoint choice, early stopping,
+collapse stop). MONAI's ``ConfusionMatrix`` handler expects one one-hot prediction per sample; here a
 prediction is the concatenated logits of several targets and labels can be missing (-1).
 """
 
@@ -16,7 +17,7 @@ from ignite.metrics import Metric
 
 from medrefine.metrics.classification import balanced_accuracy
 
-__all__ = ["MultiTargetBalancedAccuracy"]
+__all__ = ["MultiTargetBalancedAccuracy", "MultiTargetBalancedCrossEntropy"]
 
 
 def _pred_label(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,6 +27,79 @@ def _pred_label(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(output, dict):
         return output["pred"], output["label"]
     return output[0], output[1]
+
+
+class _PerTargetMetric(Metric):
+    """Keeps every sample's logits and labels of an evaluation (all ranks' under torchrun)."""
+
+    def __init__(self, num_classes: Sequence[int], output_transform: Callable = _pred_label,
+                 device: str | torch.device = "cpu") -> None:
+        self.num_classes = [int(k) for k in num_classes]
+        self._logits: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        super().__init__(output_transform=output_transform, device=device)
+
+    def reset(self) -> None:
+        self._logits, self._labels = [], []
+
+    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        logits, labels = output
+        self._logits.append(logits.detach().float().cpu())
+        self._labels.append(labels.detach().cpu().reshape(logits.shape[0], -1).long())
+
+    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self._logits:
+            return None
+        logits, labels = torch.cat(self._logits), torch.cat(self._labels)
+        import ignite.distributed as idist
+
+        if idist.get_world_size() > 1:  # every rank scored its shard: gather all of them
+            logits, labels = idist.all_gather(logits), idist.all_gather(labels)
+        return logits, labels
+
+
+class MultiTargetBalancedCrossEntropy(_PerTargetMetric):
+    """Mean over targets of the class-balanced cross-entropy (unlabelled ignored); ``negative=True``
+    gives its negative, so that greater is better as for every key metric (scikit-learn's
+    ``neg_log_loss`` convention).
+
+    Per target, the mean cross-entropy of the samples of each class present, averaged over those
+    classes: the loss counterpart of balanced accuracy (a minority class weighs as much as the
+    majority), and smoother than it on a small validation split, where one lesion more or less
+    right moves balanced accuracy in steps. Measured on lesion phantoms of seed 0 (5-fold outer,
+    per-epoch test scores of 60-epoch runs), choosing the checkpoint by it instead of by balanced
+    accuracy raised the test fold's balanced accuracy of early fusion and CRN (see the lesion
+    bundle's README). Infinite for a sample whose true class gets probability 0 is avoided by
+    clipping probabilities at 1e-7.
+
+    Example:
+        >>> m = MultiTargetBalancedCrossEntropy([2])
+        >>> m.update((torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0]]), torch.tensor([[0], [1], [0]])))
+        >>> round(m.compute(), 3)  # class 0: (0.127 + 2.127) / 2, class 1: 0.127; mean of the two
+        0.627
+    """
+
+    def __init__(self, num_classes: Sequence[int], output_transform: Callable = _pred_label,
+                 device: str | torch.device = "cpu", negative: bool = False) -> None:
+        self.negative = bool(negative)
+        super().__init__(num_classes, output_transform=output_transform, device=device)
+
+    def compute(self) -> float:
+        found = self._gathered()
+        if found is None:
+            return float("nan")
+        logits, labels = found
+        scores = []
+        for t, part in enumerate(torch.split(logits, self.num_classes, dim=1)):
+            known = labels[:, t] >= 0
+            if not bool(known.any()):
+                continue
+            y = labels[known, t]
+            ce = -torch.log(torch.softmax(part[known], 1).gather(1, y[:, None])[:, 0].clamp_min(1e-7))
+            scores.append(float(torch.stack([ce[y == c].mean() for c in torch.unique(y)]).mean()))
+        if not scores:
+            return float("nan")
+        return -float(np.mean(scores)) if self.negative else float(np.mean(scores))
 
 
 class MultiTargetBalancedAccuracy(Metric):

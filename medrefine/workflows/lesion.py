@@ -39,9 +39,14 @@ __all__ = [
     "load_lesion_cohort",
     "network_input",
     "routing_matrix",
+    "selection_metrics",
+    "SELECTION_METRICS",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: ``selection_metric`` -> the evaluator's metric name (greater is better for both)
+SELECTION_METRICS = {"neg_balanced_ce": "val_neg_balanced_ce", "balanced_accuracy": "val_balanced_accuracy"}
 
 SELECTIONS = ("nested", "test")
 FOLDS_FILE = "folds.json"
@@ -247,3 +252,25 @@ def cross_validate(bundle_root: str | Path, settings: Mapping[str, Any], *, fold
     with atomic_write(out) as tmp:
         pd.concat(tables, ignore_index=True).to_csv(tmp, index=False)
     return out
+
+
+def selection_metrics(selection_metric: str, num_classes: Sequence[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(key metric, additional metrics)`` of the validation evaluator, both computed every validation.
+
+    ``selection_metric`` picks the key metric, the one that chooses the checkpoint (and stops early):
+    ``"neg_balanced_ce"`` (default; the negative class-balanced cross-entropy, smooth on a small
+    inner validation split) or ``"balanced_accuracy"``. The other one is computed alongside, so the
+    history shows both and the collapse stop reads balanced accuracy either way.
+
+    Raises:
+        ValueError: an unknown ``selection_metric`` (with a did-you-mean).
+    """
+    from medrefine.handlers.target_metrics import MultiTargetBalancedAccuracy, MultiTargetBalancedCrossEntropy
+
+    if selection_metric not in SELECTION_METRICS:
+        raise ValueError(f"`selection_metric` must be one of {list(SELECTION_METRICS)}, got {selection_metric!r}"
+                         f".{did_you_mean(str(selection_metric), SELECTION_METRICS)}")
+    metrics = {"val_neg_balanced_ce": MultiTargetBalancedCrossEntropy(num_classes, negative=True),
+               "val_balanced_accuracy": MultiTargetBalancedAccuracy(num_classes)}
+    key = SELECTION_METRICS[selection_metric]
+    return {key: metrics.pop(key)}, metrics
