@@ -38,7 +38,23 @@ import torch
 from monai.networks.blocks import Convolution, MLPBlock
 from torch import nn
 
-__all__ = ["CorrelationRoutingNetwork", "TokenAttention", "lesion_means", "to_slices"]
+__all__ = ["NORMS", "CorrelationRoutingNetwork", "TokenAttention", "lesion_means", "norm_layer", "to_slices"]
+
+NORMS = ("batch", "group")
+
+
+def norm_layer(norm: str, channels: Sequence[int]) -> str | tuple[str, dict[str, int]]:
+    """MONAI's norm argument: ``"batch"``, or GroupNorm with the most groups (up to 8) dividing every
+    one of ``channels`` (the layers it is used for).
+
+    Example:
+        >>> norm_layer("group", [16, 32]), norm_layer("group", [12]), norm_layer("batch", [16])
+        (('group', {'num_groups': 8}), ('group', {'num_groups': 4}), 'batch')
+    """
+    if norm == "batch":
+        return "batch"
+    groups = next(g for g in (8, 4, 2, 1) if all(int(c) % g == 0 for c in channels))
+    return ("group", {"num_groups": groups})
 
 
 def to_slices(x: torch.Tensor, num_slices: int) -> torch.Tensor:
@@ -104,6 +120,8 @@ class CorrelationRoutingNetwork(nn.Module):
         disease_head: the last target also gets a head on the other targets' probabilities.
         dropout: dropout of the tokens and the attention. Default 0.
         pooling: ``"lesion"`` (inside and around the mask, separately) or ``"global"``.
+        norm: ``"batch"`` (default) or ``"group"`` (GroupNorm: no batch statistics, so several
+            processes with small shares of a batch, or batches of one, compute what one process would).
 
     Inputs: ``image (B, M + 1, *spatial)`` (modalities then the mask), ``presence (B, M)`` (default ones).
 
@@ -129,6 +147,7 @@ class CorrelationRoutingNetwork(nn.Module):
         disease_head: bool = False,
         dropout: float = 0.0,
         pooling: str = "lesion",
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         m, t = int(num_modalities), len(num_classes)
@@ -138,6 +157,8 @@ class CorrelationRoutingNetwork(nn.Module):
             raise ValueError(f"`gating` must be 'fixed' or 'learned', got {gating!r}")
         if pooling not in ("lesion", "global"):
             raise ValueError(f"`pooling` must be 'lesion' or 'global', got {pooling!r}")
+        if norm not in NORMS:
+            raise ValueError(f"`norm` must be one of {list(NORMS)}, got {norm!r}")
         if spatial_dims not in (2, 3):
             raise ValueError(f"`spatial_dims` must be 3 (3D) or 2 (2.5D), got {spatial_dims!r}")
         if disease_head and t < 2:
@@ -157,15 +178,15 @@ class CorrelationRoutingNetwork(nn.Module):
         in_per_modality = 2 * (self.num_slices if spatial_dims == 2 else 1)
         self.stems = nn.ModuleList(
             nn.Sequential(
-                Convolution(spatial_dims, in_per_modality, stem_channels, strides=1, kernel_size=3, norm="batch"),
-                Convolution(spatial_dims, stem_channels, stem_channels, strides=2, kernel_size=3, norm="batch"),
+                Convolution(spatial_dims, in_per_modality, stem_channels, strides=1, kernel_size=3, norm=norm_layer(norm, [stem_channels])),
+                Convolution(spatial_dims, stem_channels, stem_channels, strides=2, kernel_size=3, norm=norm_layer(norm, [stem_channels])),
             )
             for _ in range(m)
         )
         self.branches = nn.ModuleList(
             nn.Sequential(
-                Convolution(spatial_dims, m * stem_channels, branch_channels, strides=2, kernel_size=3, norm="batch"),
-                Convolution(spatial_dims, branch_channels, branch_channels, strides=1, kernel_size=3, norm="batch"),
+                Convolution(spatial_dims, m * stem_channels, branch_channels, strides=2, kernel_size=3, norm=norm_layer(norm, [branch_channels])),
+                Convolution(spatial_dims, branch_channels, branch_channels, strides=1, kernel_size=3, norm=norm_layer(norm, [branch_channels])),
             )
             for _ in range(t)
         )

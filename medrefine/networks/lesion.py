@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from medrefine.errors import did_you_mean
-from medrefine.networks.crn import CorrelationRoutingNetwork, lesion_means, to_slices
+from medrefine.networks.crn import NORMS, CorrelationRoutingNetwork, lesion_means, norm_layer, to_slices
 from medrefine.networks.describe import records_init_args
 
 __all__ = ["LESION_NETWORKS", "LesionPool", "MultiTargetClassifier", "build_lesion_classifier", "split_logits"]
@@ -99,6 +99,16 @@ class MultiTargetClassifier(nn.Module):
         return torch.cat([head(features) for head in self.heads], 1)
 
 
+def _batch_to_group_norm(module: nn.Module) -> None:
+    """Replace every BatchNorm of ``module`` in place by a GroupNorm over as many channels (up to 8 groups)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            kind, args = norm_layer("group", [child.num_features])
+            setattr(module, name, nn.GroupNorm(args["num_groups"], child.num_features, eps=child.eps, affine=child.affine))
+        else:
+            _batch_to_group_norm(child)
+
+
 @records_init_args("medrefine.networks.lesion.build_lesion_classifier")
 def build_lesion_classifier(
     name: str,
@@ -115,6 +125,7 @@ def build_lesion_classifier(
     num_heads: int = 4,
     dropout: float = 0.0,
     pooling: str = "lesion",
+    norm: str = "batch",
 ) -> nn.Module:
     """Build a lesion classifier by name (see the module docstring).
 
@@ -133,6 +144,9 @@ def build_lesion_classifier(
         dropout: dropout rate (CRN tokens/attention; DenseNet layers).
         pooling: CRN and ResNets: ``"lesion"`` (the last features averaged inside the lesion mask and
             around it, separately) or ``"global"`` (MONAI's global average pool). DenseNet: global.
+        norm: ``"batch"`` (default, the published networks) or ``"group"`` (GroupNorm, up to 8
+            groups: no batch statistics, so a step on several processes without synchronised
+            BatchNorm, e.g. on CPU, or with one lesion per GPU, is the one-process step).
 
     Returns:
         The module (it carries ``init_args``, so ``model.json`` describes it).
@@ -154,6 +168,8 @@ def build_lesion_classifier(
         raise ValueError(f"`spatial` must be '3d' or '2.5d', got {spatial!r}.{did_you_mean(spatial, ('3d', '2.5d'))}")
     if pooling not in ("lesion", "global"):
         raise ValueError(f"`pooling` must be 'lesion' or 'global', got {pooling!r}.{did_you_mean(str(pooling), ('lesion', 'global'))}")
+    if norm not in NORMS:
+        raise ValueError(f"`norm` must be one of {list(NORMS)}, got {norm!r}.{did_you_mean(str(norm), NORMS)}")
     if not widen_factor > 0:
         raise ValueError(f"`widen_factor` must be > 0, got {widen_factor!r}")
     dims = 3 if spatial == "3d" else 2
@@ -163,18 +179,21 @@ def build_lesion_classifier(
         return CorrelationRoutingNetwork(
             num_modalities, num_classes, routing=routing, gating=gating, spatial_dims=dims, num_slices=int(num_slices),
             stem_channels=width, branch_channels=2 * width, token_size=max(num_heads, 4 * width) // num_heads * num_heads,
-            num_heads=num_heads, disease_head=disease_head, dropout=dropout, pooling=pooling,
+            num_heads=num_heads, disease_head=disease_head, dropout=dropout, pooling=pooling, norm=norm,
         )
     in_channels = (num_modalities + 1) * (slices or 1)
     if name in _RESNET_LAYERS:
         backbone = ResNet("basic", _RESNET_LAYERS[name], get_inplanes(), spatial_dims=dims, n_input_channels=in_channels,
                           conv1_t_size=3, conv1_t_stride=1, no_max_pool=True, widen_factor=widen_factor,
                           num_classes=feature_size)
+        if norm == "group":  # MONAI 1.6's ResNet hands ``norm`` to its stem only, not to its blocks: swap them all
+            _batch_to_group_norm(backbone)
         if pooling == "lesion":  # read the lesion against its surround, as the CRN does
             backbone.avgpool = LesionPool()
             backbone.fc = nn.Linear(2 * backbone.fc.in_features, feature_size)
     else:
+        init, growth = max(8, int(64 * widen_factor)), max(4, int(32 * widen_factor))
         backbone = DenseNet121(spatial_dims=dims, in_channels=in_channels, out_channels=feature_size,
-                               init_features=max(8, int(64 * widen_factor)), growth_rate=max(4, int(32 * widen_factor)),
-                               dropout_prob=dropout)
+                               init_features=init, growth_rate=growth, dropout_prob=dropout,
+                               norm=norm_layer(norm, [init, growth]))
     return MultiTargetClassifier(backbone, feature_size, num_modalities, num_classes, num_slices=slices)

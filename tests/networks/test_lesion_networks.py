@@ -128,3 +128,24 @@ def test_errors():
         CorrelationRoutingNetwork(2, [2, 2], routing=[[1, 0], [1, 0]])
     with pytest.raises(ValueError, match="2.5D input must be"):
         to_slices(torch.zeros(1, 1, 4, 4, 3), 5)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "crn"])
+def test_group_norm_makes_a_sample_independent_of_its_batch(name):
+    """norm='group': in training mode a lesion's logits do not depend on the other lesions of the batch
+    (what lets several processes without synchronised BatchNorm take the one-process step); with
+    BatchNorm they do."""
+    torch.manual_seed(0)
+    size = 32 if name == "densenet121" else 16  # DenseNet121 pools 5 times
+    x, presence = torch.randn(4, 3, size, size, size), torch.ones(4, 2)
+    for norm, independent in (("group", True), ("batch", False)):
+        net = build_lesion_classifier(name, 2, [3, 2], widen_factor=0.25, norm=norm).train()
+        whole = net(x, presence)[:2]
+        half = net(x[:2], presence[:2])
+        assert torch.allclose(whole, half, atol=1e-5) == independent, (name, norm)
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()) == independent
+
+
+def test_unknown_norm_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"`norm` must be one of \['batch', 'group'\], got 'instance'"):
+        build_lesion_classifier("crn", 2, [2], norm="instance")
