@@ -48,14 +48,16 @@ class _PerTargetMetric(Metric):
         self._labels.append(labels.detach().cpu().reshape(logits.shape[0], -1).long())
 
     def _gathered(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if not self._logits:
-            return None
-        logits, labels = torch.cat(self._logits), torch.cat(self._labels)
-        import ignite.distributed as idist
-
-        if idist.get_world_size() > 1:  # every rank scored its shard: gather all of them
-            logits, labels = idist.all_gather(logits), idist.all_gather(labels)
-        return logits, labels
+        logits = torch.cat(self._logits) if self._logits else torch.zeros(0, sum(self.num_classes))
+        labels = torch.cat(self._labels) if self._labels else torch.zeros(0, len(self.num_classes), dtype=torch.long)
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # every rank scored its shard, of unequal sizes when the validation split is not divisible
+            # (an all_gather of tensors needs equal shapes): gather them as objects
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, (logits, labels))
+            logits, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return (logits, labels) if len(logits) else None
 
 
 class MultiTargetBalancedCrossEntropy(_PerTargetMetric):
@@ -102,7 +104,7 @@ class MultiTargetBalancedCrossEntropy(_PerTargetMetric):
         return -float(np.mean(scores)) if self.negative else float(np.mean(scores))
 
 
-class MultiTargetBalancedAccuracy(Metric):
+class MultiTargetBalancedAccuracy(_PerTargetMetric):
     """Mean over targets of the balanced accuracy of ``argmax`` per target (unlabelled ignored).
 
     Args:
@@ -111,31 +113,13 @@ class MultiTargetBalancedAccuracy(Metric):
             MONAI's ``pred``/``label``.
     """
 
-    def __init__(self, num_classes: Sequence[int], output_transform: Callable = _pred_label,
-                 device: str | torch.device = "cpu") -> None:
-        self.num_classes = [int(k) for k in num_classes]
-        self._pred: list[np.ndarray] = []
-        self._label: list[np.ndarray] = []
-        super().__init__(output_transform=output_transform, device=device)
-
-    def reset(self) -> None:
-        self._pred, self._label = [], []
-
-    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
-        logits, labels = output
-        parts = torch.split(logits.detach().float().cpu(), self.num_classes, dim=1)
-        self._pred.append(np.stack([p.argmax(1).numpy() for p in parts], 1))
-        self._label.append(labels.detach().cpu().reshape(logits.shape[0], -1).numpy())
-
     def compute(self) -> float:
-        if not self._pred:
+        found = self._gathered()
+        if found is None:
             return float("nan")
-        pred, label = np.concatenate(self._pred), np.concatenate(self._label)
-        import ignite.distributed as idist
-
-        if idist.get_world_size() > 1:  # every rank scored its shard: gather all of them
-            pred = idist.all_gather(torch.as_tensor(pred)).numpy()
-            label = idist.all_gather(torch.as_tensor(label)).numpy()
-        scores = [balanced_accuracy(label[:, t], pred[:, t], k) for t, k in enumerate(self.num_classes)]
+        logits, labels = found
+        parts = torch.split(logits, self.num_classes, dim=1)
+        scores = [balanced_accuracy(labels[:, t].numpy(), part.argmax(1).numpy(), k)
+                  for t, (part, k) in enumerate(zip(parts, self.num_classes))]
         scores = [s for s in scores if np.isfinite(s)]
         return float(np.mean(scores)) if scores else 0.0

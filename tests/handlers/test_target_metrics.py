@@ -66,3 +66,41 @@ def test_selection_metrics_key_and_the_other_alongside():
     assert list(key) == ["val_balanced_accuracy"] and list(other) == ["val_neg_balanced_ce"]
     with pytest.raises(ValueError, match="Did you mean 'balanced_accuracy'"):
         selection_metrics("balanced_acuracy", [2])
+
+
+@pytest.mark.slow
+def test_metrics_gather_unequal_shards_across_processes(tmp_path):
+    """Under torchrun each rank scores its shard of the validation split, 3 and 2 lesions here: the
+    metrics gather all five (shards of unequal size) and equal the one-process values."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import json, sys, torch\n"
+        "import torch.distributed as dist\n"
+        "from medrefine.handlers.target_metrics import MultiTargetBalancedAccuracy, MultiTargetBalancedCrossEntropy\n"
+        "dist.init_process_group('gloo')\n"
+        "rank = dist.get_rank()\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "logits, labels = torch.randn(5, 5, generator=g), torch.tensor([[0, 1], [1, 0], [2, 1], [1, 1], [0, 0]])\n"
+        "share = slice(0, 3) if rank == 0 else slice(3, 5)\n"
+        "out = {}\n"
+        "for name, metric in (('ba', MultiTargetBalancedAccuracy([3, 2])), ('ce', MultiTargetBalancedCrossEntropy([3, 2]))):\n"
+        "    metric.update((logits[share], labels[share]))\n"
+        "    out[name] = metric.compute()\n"
+        "if rank == 0:\n"
+        "    json.dump(out, open(sys.argv[1], 'w'))\n"
+        "dist.destroy_process_group()\n")
+    result = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+                           str(result)], capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(result.read_text())
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(5, 5, generator=g), torch.tensor([[0, 1], [1, 0], [2, 1], [1, 1], [0, 0]])
+    for name, metric in (("ba", MultiTargetBalancedAccuracy([3, 2])), ("ce", MultiTargetBalancedCrossEntropy([3, 2]))):
+        metric.update((logits, labels))
+        assert got[name] == pytest.approx(metric.compute(), rel=1e-6), name
