@@ -57,7 +57,7 @@ def balanced_class_weights(labels: np.ndarray | Sequence[Sequence[int]], num_cla
 
 def multi_target_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_classes: Sequence[int], *,
                                class_weights: Sequence[Sequence[float]] | None = None, ignore_index: int = -1,
-                               reduction: str = "mean") -> torch.Tensor:
+                               reduction: str = "mean", across_processes: bool = False) -> torch.Tensor:
     """Per-target cross-entropy, unlabelled entries ignored.
 
     Args:
@@ -67,6 +67,12 @@ def multi_target_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_c
         class_weights: per target, ``K_t`` weights (or None).
         ignore_index: the "not labelled" value. Default -1.
         reduction: ``"mean"`` (mean over the targets that have a label in the batch) or ``"sum"``.
+        across_processes: in a torch.distributed group of N processes that each hold a share of
+            the global batch (DDP), normalise each target's weighted mean by the weights of the
+            whole global batch (one all-reduce of N x T numbers) and scale by N, so that DDP's
+            gradient average is the gradient of the one-process loss of the global batch; the
+            processes' mean of the returned values is that loss. Every process must call it.
+            Without a group it changes nothing. Default False.
 
     Returns:
         Scalar loss (0 with a gradient when nothing in the batch is labelled).
@@ -81,6 +87,10 @@ def multi_target_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_c
     labels = labels.reshape(logits.shape[0], -1).long()
     if labels.shape[1] != len(num_classes):
         raise ValueError(f"`labels` must be (B, {len(num_classes)}), got {tuple(labels.shape)}")
+    dist = torch.distributed
+    if across_processes and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return _global_batch_cross_entropy(logits, labels, num_classes, class_weights, ignore_index, reduction,
+                                           dist.get_world_size())
     terms = []
     for t, part in enumerate(torch.split(logits, [int(k) for k in num_classes], dim=1)):
         target = labels[:, t]
@@ -88,6 +98,28 @@ def multi_target_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_c
             continue
         weight = None if class_weights is None else torch.as_tensor(class_weights[t], dtype=logits.dtype, device=logits.device)
         terms.append(F.cross_entropy(part, target, weight=weight, ignore_index=ignore_index))
+    if not terms:
+        return logits.sum() * 0.0
+    total = torch.stack(terms).sum()
+    return total / len(terms) if reduction == "mean" else total
+
+
+def _global_batch_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_classes: Sequence[int],
+                                class_weights: Sequence[Sequence[float]] | None, ignore_index: int, reduction: str,
+                                world: int) -> torch.Tensor:
+    """This process's share of the global batch's per-target weighted mean (see ``across_processes``)."""
+    sums, weights = [], []
+    for t, part in enumerate(torch.split(logits, [int(k) for k in num_classes], dim=1)):
+        target = labels[:, t]
+        known = target != ignore_index
+        losses = F.cross_entropy(part[known], target[known], reduction="none")
+        w = (torch.ones_like(losses) if class_weights is None else
+             torch.as_tensor(class_weights[t], dtype=logits.dtype, device=logits.device)[target[known]])
+        sums.append((w * losses).sum())
+        weights.append(w.sum().detach())
+    total_weight = torch.stack(weights) if weights else logits.new_zeros(0)
+    torch.distributed.all_reduce(total_weight)  # every process: the weights of the whole global batch
+    terms = [world * sums[t] / total_weight[t] for t in range(len(sums)) if float(total_weight[t]) > 0]
     if not terms:
         return logits.sum() * 0.0
     total = torch.stack(terms).sum()
@@ -104,7 +136,7 @@ class MultiTargetCrossEntropy(nn.Module):
     """
 
     def __init__(self, num_classes: Sequence[int], class_weights: Sequence[Sequence[float]] | None = None,
-                 ignore_index: int = -1, reduction: str = "mean") -> None:
+                 ignore_index: int = -1, reduction: str = "mean", across_processes: bool = False) -> None:
         super().__init__()
         self.num_classes = [int(k) for k in num_classes]
         if class_weights is not None and [len(w) for w in class_weights] != self.num_classes:
@@ -112,10 +144,13 @@ class MultiTargetCrossEntropy(nn.Module):
         self.class_weights = None if class_weights is None else [[float(v) for v in w] for w in class_weights]
         self.ignore_index = int(ignore_index)
         self.reduction = reduction
+        self.across_processes = bool(across_processes)
         record_init_args(self, "medrefine.losses.multi_target.MultiTargetCrossEntropy",
                          {"num_classes": self.num_classes, "class_weights": self.class_weights,
-                          "ignore_index": self.ignore_index, "reduction": reduction})
+                          "ignore_index": self.ignore_index, "reduction": reduction,
+                          "across_processes": self.across_processes})
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return multi_target_cross_entropy(logits, labels, self.num_classes, class_weights=self.class_weights,
-                                          ignore_index=self.ignore_index, reduction=self.reduction)
+                                          ignore_index=self.ignore_index, reduction=self.reduction,
+                                          across_processes=self.across_processes)

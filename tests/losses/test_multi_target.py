@@ -43,3 +43,52 @@ def test_errors():
         multi_target_cross_entropy(torch.zeros(2, 4), torch.zeros(2, 2, dtype=torch.long), [3, 2])
     with pytest.raises(ValueError, match="labels of target 0 must be in"):
         balanced_class_weights([[3]], [2])
+
+
+@pytest.mark.slow
+def test_across_processes_is_the_one_process_loss_and_gradient(tmp_path):
+    """Two DDP processes with 3 of the 6 lesions each, class weights, a lesion unlabelled for one target:
+    the processes' mean loss and DDP's averaged gradient equal one process's on all 6 (per process
+    normalisation alone would not: the halves carry different weight sums)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    setup = (
+        "import torch\n"
+        "from medrefine.losses.multi_target import MultiTargetCrossEntropy\n"
+        "torch.manual_seed(0)\n"
+        "x = torch.randn(6, 4)\n"
+        "labels = torch.tensor([[0, 1], [0, 0], [2, -1], [1, 1], [0, 1], [0, 0]])\n"
+        "net = torch.nn.Linear(4, 5)\n"
+        "weights = [[0.5, 2.0, 2.0], [1.5, 0.75]]\n"
+    )
+    script = tmp_path / "worker.py"
+    script.write_text(
+        setup +
+        "import json, sys\n"
+        "import torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "rank = dist.get_rank()\n"
+        "ddp = torch.nn.parallel.DistributedDataParallel(net)\n"
+        "share = slice(0, 3) if rank == 0 else slice(3, 6)\n"
+        "loss = MultiTargetCrossEntropy([3, 2], class_weights=weights, across_processes=True)(ddp(x[share]), labels[share])\n"
+        "loss.backward()\n"
+        "mean = loss.detach().clone(); dist.all_reduce(mean); mean /= 2\n"
+        "if rank == 0:\n"
+        "    json.dump({'loss': float(mean), 'grad': net.weight.grad.flatten().tolist()}, open(sys.argv[1], 'w'))\n"
+        "del ddp\n"  # DDP's reducer must go before the group, or gloo aborts at exit
+        "dist.barrier()\n"
+        "dist.destroy_process_group()\n")
+    result = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+                           str(result)], capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(result.read_text())
+    scope: dict = {}
+    exec(setup, scope)  # the same network, data and weights in this one process
+    loss = scope["MultiTargetCrossEntropy"]([3, 2], class_weights=scope["weights"])(scope["net"](scope["x"]), scope["labels"])
+    loss.backward()
+    assert got["loss"] == pytest.approx(float(loss), rel=1e-6)
+    assert got["grad"] == pytest.approx(scope["net"].weight.grad.flatten().tolist(), rel=1e-5, abs=1e-7)
