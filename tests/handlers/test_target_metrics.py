@@ -69,16 +69,10 @@ def test_selection_metrics_key_and_the_other_alongside():
 
 
 @pytest.mark.slow
-def test_metrics_gather_unequal_shards_across_processes(tmp_path):
+def test_metrics_gather_unequal_shards_across_processes(two_process_json):
     """Under torchrun each rank scores its shard of the validation split, 3 and 2 lesions here: the
     metrics gather all five (shards of unequal size) and equal the one-process values."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    script = tmp_path / "worker.py"
-    script.write_text(
+    code = (
         "import json, sys, torch\n"
         "import torch.distributed as dist\n"
         "from medrefine.handlers.target_metrics import MultiTargetBalancedAccuracy, MultiTargetBalancedCrossEntropy\n"
@@ -94,11 +88,7 @@ def test_metrics_gather_unequal_shards_across_processes(tmp_path):
         "if rank == 0:\n"
         "    json.dump(out, open(sys.argv[1], 'w'))\n"
         "dist.destroy_process_group()\n")
-    result = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-                           str(result)], capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(result.read_text())
+    got = two_process_json(code)
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(5, 5, generator=g), torch.tensor([[0, 1], [1, 0], [2, 1], [1, 1], [0, 0]])
     for name, metric in (("ba", MultiTargetBalancedAccuracy([3, 2])), ("ce", MultiTargetBalancedCrossEntropy([3, 2]))):

@@ -46,15 +46,10 @@ def test_errors():
 
 
 @pytest.mark.slow
-def test_across_processes_is_the_one_process_loss_and_gradient(tmp_path):
+def test_across_processes_is_the_one_process_loss_and_gradient(two_process_json):
     """Two DDP processes with 3 of the 6 lesions each, class weights, a lesion unlabelled for one target:
     the processes' mean loss and DDP's averaged gradient equal one process's on all 6 (per process
     normalisation alone would not: the halves carry different weight sums)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     setup = (
         "import torch\n"
         "from medrefine.losses.multi_target import MultiTargetCrossEntropy\n"
@@ -64,8 +59,7 @@ def test_across_processes_is_the_one_process_loss_and_gradient(tmp_path):
         "net = torch.nn.Linear(4, 5)\n"
         "weights = [[0.5, 2.0, 2.0], [1.5, 0.75]]\n"
     )
-    script = tmp_path / "worker.py"
-    script.write_text(
+    code = (
         setup +
         "import json, sys\n"
         "import torch.distributed as dist\n"
@@ -81,11 +75,7 @@ def test_across_processes_is_the_one_process_loss_and_gradient(tmp_path):
         "del ddp\n"  # DDP's reducer must go before the group, or gloo aborts at exit
         "dist.barrier()\n"
         "dist.destroy_process_group()\n")
-    result = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-                           str(result)], capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(result.read_text())
+    got = two_process_json(code)
     scope: dict = {}
     exec(setup, scope)  # the same network, data and weights in this one process
     loss = scope["MultiTargetCrossEntropy"]([3, 2], class_weights=scope["weights"])(scope["net"](scope["x"]), scope["labels"])
