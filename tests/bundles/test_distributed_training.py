@@ -137,3 +137,24 @@ def test_multi_gpu_train_keeps_the_imports_of_train(name):
     train = json.loads((configs / "train.json").read_text()).get("imports", [])
     multi = json.loads((configs / "multi_gpu_train.json").read_text())
     assert set(train) <= set(multi.get("imports", train)) | set(multi.get("+imports", []))
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(p.parents[2])) for p in
+                                          (Path(__file__).resolve().parents[2] / "bundles").glob("*/configs/multi_gpu_*.json")))
+def test_processes_meet_before_the_group_ends(config):
+    """A process that destroys the group while another still works makes gloo abort at exit
+    ("terminate called without an active exception", seen in a docs run): every multi-process config
+    ends with a barrier (or the sharded finish, which ends with one) before destroy_process_group, and a
+    rank-0-written file is looked for only after a barrier."""
+    import json
+
+    merged = json.loads((Path(__file__).resolve().parents[2] / "bundles" / config).read_text())
+    finalize = merged.get("finalize")
+    if finalize is None:  # multi_gpu_stage2 keeps multi_gpu_train's
+        return
+    destroy = next(i for i, s in enumerate(finalize) if "destroy_process_group" in s)
+    assert any("barrier" in s or "finish_sharded" in s for s in finalize[:destroy]), finalize
+    run = merged.get("run", [])
+    for i, step in enumerate(run):
+        if "isfile" in step or "is_file()" in step:
+            assert any("barrier" in s for s in run[:i]), (config, step)
