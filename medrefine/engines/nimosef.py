@@ -146,6 +146,32 @@ def nimosef_optimizer(network: nn.Module, lr_network: float = 5e-4, lr_codes: fl
                               {"params": codes, "lr": float(lr_codes), "weight_decay": 0.0}])
 
 
+def label_consistency(network: nn.Module, latent: torch.Tensor, data: CineTensors, case: int, frame: int,
+                      idx: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the segmentation at ``frame`` of ED points ``idx`` moved there, against their ED labels.
+
+    The segmentation's gradient is taken with respect to the moved positions alone and passed on
+    to the displacement (the value is the cross-entropy; no gradient reaches the segmentation's
+    parameters or the code through this path), so only the motion learns from it: a point of the
+    LV at end-diastole must land in the LV at ``t``. Dense (any point, not only boundary voxels)
+    and sub-voxel (the segmentation head is continuous), unlike the Chamfer term; like it, it says
+    nothing of motion along a boundary.
+    """
+    ed = data.ed_frames[case]
+    t, t_ed = data.phase(case, frame), data.t_ed(case)
+    pts = data.coords[case][idx].unsqueeze(0)
+    t_ed_tensor = torch.tensor([t_ed], device=pts.device)
+    times = torch.full(pts.shape[:2], t, device=pts.device, dtype=pts.dtype)
+    disp = network.decode(latent, pts, times, t_ed_tensor, heads=("displacement",))["displacement"]
+    moved = pts + disp
+    leaf = moved.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = network.decode(latent.detach(), leaf, times, t_ed_tensor, heads=("seg",))["seg"][0]
+        ce = torch.nn.functional.cross_entropy(logits.float(), data.labels[case][ed][idx])
+        (grad,) = torch.autograd.grad(ce, leaf)  # d CE / d position only: no gradient reaches the parameters
+    return ce.detach() + ((moved - moved.detach()) * grad).sum()
+
+
 def motion_terms(network: nn.Module, latent: torch.Tensor, data: CineTensors, case: int, frame: int,
                  loss: NimosefLoss, gen: torch.Generator, *, boundary_points: int, jacobian_points: int,
                  jacobian_method: str) -> dict[str, torch.Tensor]:
@@ -173,6 +199,9 @@ def motion_terms(network: nn.Module, latent: torch.Tensor, data: CineTensors, ca
         return network.decode(latent, p, tt, torch.tensor([t_ed], device=p.device), heads=("displacement",))["displacement"]
 
     det = jacobian_determinant(jacobian(field, jac_pts.unsqueeze(0), method=jacobian_method)[0])
+    consistency = zero
+    if loss.weights.get("consistency", 0.0) > 0 and data.labels[case] is not None:
+        consistency = label_consistency(network, latent, data, case, frame, data.draw(case, boundary_points, gen))
     myo = data.labels[case][ed][jac_idx] == 2 if data.labels[case] is not None else torch.zeros_like(det, dtype=torch.bool)
     from medrefine.losses.jacobian import folding_penalty, volume_penalty
 
@@ -183,6 +212,7 @@ def motion_terms(network: nn.Module, latent: torch.Tensor, data: CineTensors, ca
         "folding": folding_penalty(det),
         "volume": volume_penalty(det[myo]) if bool(myo.any()) else zero,
         "laplacian": laplacian_smoothness(src, disp[:n_src], loss.knn_k),
+        "consistency": consistency,
         "folding_share": folding_share(det),
     }
 

@@ -78,6 +78,11 @@ def decode_frames(network: nn.Module, latent: torch.Tensor, coords: torch.Tensor
                 for h in ("intensity", "displacement"):
                     if h in heads:
                         parts[h].append(res[h][0])
+            if not coords.shape[0]:  # no points (e.g. the boundary of a prediction with no foreground)
+                k = int(getattr(network, "num_classes", 1))
+                empty = {"seg": (0,), "intensity": (0,), "displacement": (0, 3), "probabilities": (0, k)}
+                parts = {h: [torch.zeros(empty[h], dtype=torch.int64 if h == "seg" else coords.dtype,
+                                         device=coords.device)] for h in heads}
             for h in heads:
                 out[h].append(torch.cat(parts[h]))
     finally:

@@ -10,7 +10,10 @@ Banus et al., "NIMOSEF: Neural implicit motion and segmentation functions", MICC
   both directions by default); L2 of the displacement and of the displacement at end-diastole
   itself (which must be zero); Jacobian folding and volume penalties
   (:mod:`medrefine.losses.jacobian`); Laplacian smoothness of the displacement over a kNN graph
-  of the boundary points (:func:`laplacian_smoothness`, no DGL);
+  of the boundary points (:func:`laplacian_smoothness`, no DGL); optionally, label consistency:
+  points of the end-diastolic frame, moved to ``t``, should be segmented there as they were at
+  end-diastole (cross-entropy of the segmentation head at the moved points, the segmentation's
+  parameters held fixed, so only the displacement learns from it; not in the reference);
 - the motion terms are brought in by a sigmoid ramp-up over ``motion_warmup_epochs``
   (:class:`~medrefine.losses.rampup.SigmoidRampup`): shapes first, then motion.
 """
@@ -29,7 +32,7 @@ from medrefine.losses.rampup import sigmoid_rampup
 __all__ = ["MOTION_TERMS", "NimosefLoss", "laplacian_smoothness"]
 
 #: terms scaled by the motion warm-up
-MOTION_TERMS = ("chamfer", "displacement", "ed_displacement", "folding", "volume", "laplacian")
+MOTION_TERMS = ("chamfer", "displacement", "ed_displacement", "folding", "volume", "laplacian", "consistency")
 
 
 def laplacian_smoothness(points: torch.Tensor, values: torch.Tensor, k: int = 8, *, chunk_size: int = 4096) -> torch.Tensor:
@@ -62,7 +65,8 @@ class NimosefLoss(nn.Module):
         class_weights: cross-entropy weights ``(num_classes,)`` or None.
         lambda_intensity, lambda_seg, lambda_code: image-term weights. Defaults 1, 1, 1e-4.
         lambda_chamfer, lambda_displacement, lambda_ed_displacement, lambda_folding, lambda_volume,
-            lambda_laplacian: motion-term weights. Defaults 10, 1e-3, 10, 1, 0.01, 1.
+            lambda_laplacian, lambda_consistency: motion-term weights. Defaults 10, 1e-3, 10, 1, 0.01, 1, 0
+            (label consistency off).
         motion_warmup_epochs: epochs of the sigmoid ramp-up of the motion terms (0 = none). Defaults to 10.
         knn_k: neighbours of the Laplacian graph. Defaults to 8.
         bidirectional: Chamfer in both directions. Defaults to True.
@@ -72,6 +76,7 @@ class NimosefLoss(nn.Module):
                  lambda_intensity: float = 1.0, lambda_seg: float = 1.0, lambda_code: float = 1e-4,
                  lambda_chamfer: float = 10.0, lambda_displacement: float = 1e-3, lambda_ed_displacement: float = 10.0,
                  lambda_folding: float = 1.0, lambda_volume: float = 0.01, lambda_laplacian: float = 1.0,
+                 lambda_consistency: float = 0.0,
                  motion_warmup_epochs: float = 10.0, knn_k: int = 8, bidirectional: bool = True) -> None:
         super().__init__()
         from monai.losses import DiceCELoss
@@ -84,7 +89,8 @@ class NimosefLoss(nn.Module):
         self.weights = {"intensity": float(lambda_intensity), "seg": float(lambda_seg), "code": float(lambda_code),
                         "chamfer": float(lambda_chamfer), "displacement": float(lambda_displacement),
                         "ed_displacement": float(lambda_ed_displacement), "folding": float(lambda_folding),
-                        "volume": float(lambda_volume), "laplacian": float(lambda_laplacian)}
+                        "volume": float(lambda_volume), "laplacian": float(lambda_laplacian),
+                        "consistency": float(lambda_consistency)}
         if min(self.weights.values()) < 0 or motion_warmup_epochs < 0:
             raise ValueError(f"loss weights and `motion_warmup_epochs` must be >= 0, got {self.weights}, {motion_warmup_epochs}")
         self.motion_warmup_epochs = float(motion_warmup_epochs)

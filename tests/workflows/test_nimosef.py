@@ -60,3 +60,37 @@ def test_outputs_keep_geometry_and_have_the_parquet_columns(tmp_path):
     # the slab is the same: first/last slice borders coincide with the input's
     lo_edge = case["affine"][2, 3] - 3.0
     assert hi.affine[2, 3] - 1.5 == pytest.approx(lo_edge)
+
+
+def test_label_consistency_teaches_the_displacement_only():
+    import torch.nn.functional as F
+
+    from medrefine.engines.nimosef import label_consistency
+
+    net = nimosef_network(num_cases=1, latent_dim=4, hidden_channels=8, num_layers=2, seed=3)
+    data = CineTensors([_case(0)], scale_mm=20.0)
+    idx = torch.arange(0, data.coords[0].shape[0], 3)
+    latent = net.latents(torch.tensor([0]))
+    value = label_consistency(net, latent, data, 0, 1, idx)
+    # the value is the cross-entropy of the segmentation at the moved points against the ED labels
+    pts = data.coords[0][idx].unsqueeze(0)
+    with torch.no_grad():
+        moved = pts + net.decode(latent, pts, torch.full((1, idx.numel()), 1 / 3), torch.zeros(1), heads=("displacement",))["displacement"]
+        logits = net.decode(latent, moved, torch.full((1, idx.numel()), 1 / 3), torch.zeros(1), heads=("seg",))["seg"][0]
+    assert float(value) == pytest.approx(float(F.cross_entropy(logits, data.labels[0][0][idx])), rel=1e-5)
+    value.backward()
+    assert net.seg_head.weight.grad is None and net.intensity_head.weight.grad is None
+    assert net.displacement_head.weight.grad is not None and float(net.displacement_head.weight.grad.abs().sum()) > 0
+    # the code enters the displacement, so it may learn through it, but not through the segmentation path
+    assert net.latents.weight.grad is not None
+
+
+def test_decoding_no_points_gives_empty_frames():
+    # a prediction with no foreground has no boundary points; writing its parquet must not fail
+    from medrefine.inferers.nimosef import decode_frames
+
+    net = nimosef_network(num_cases=1, latent_dim=4, hidden_channels=8, num_layers=2)
+    out = decode_frames(net, net.mean_latent(), torch.zeros(0, 3), [0.0, 0.5], 0.0,
+                        heads=("seg", "intensity", "displacement", "probabilities"))
+    assert out["seg"].shape == (2, 0) and out["seg"].dtype == torch.int64
+    assert out["displacement"].shape == (2, 0, 3) and out["probabilities"].shape == (2, 0, 4)
